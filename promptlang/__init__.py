@@ -1,0 +1,21 @@
+"""promptlang: a declarative language for prompt-based few-shot learning.
+
+The front end's stages are public and callable on their own:
+`parse` (text → syntax nodes), `build` (nodes → `Spec`), `check` (semantic checks),
+and `analyze` runs all three. None of them imports torch or transformers.
+"""
+
+from promptlang.api import Analysis, analyze, load_spec
+from promptlang.build import build
+from promptlang.checks import check
+from promptlang.diagnostics import Diagnostic, Diagnostics, SpecError
+from promptlang.parser import parse
+from promptlang.source import Source, Span
+from promptlang.spec import Spec
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Analysis", "Diagnostic", "Diagnostics", "Source", "Span", "Spec", "SpecError",
+    "analyze", "build", "check", "load_spec", "parse", "__version__",
+]

@@ -1,0 +1,468 @@
+"""Build: syntax nodes (and the files they import) → a validated `Spec`.
+
+The builder turns statements into plain data, recording where each value came from
+(`Locations`), then lets pydantic validate it; validation errors are mapped back to
+the spans that caused them and worded for people.
+"""
+
+from __future__ import annotations
+
+import difflib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from promptlang import spec as m
+from promptlang import syntax as s
+from promptlang.diagnostics import Diagnostics
+from promptlang.parser import LANGUAGE_VERSION, parse
+from promptlang.source import Source, Span, read_source
+
+SINGLE_BLOCKS = ("data", "model", "demonstrations", "method", "evaluate")
+TOP_LEVEL = ("labels", "template", "verbalizer", "import", *SINGLE_BLOCKS)
+FILTERS = [t.value for t in m.Transform] + ["shorten"]
+SEGMENT_KINDS = ("text", "field", "mask", "demos", "soft", "sep")
+Path_ = tuple  # a path into the spec's data: ("method", "distill", "temperature")
+
+
+def suggest(word: str, choices) -> str | None:
+    """'did you mean `x`?' for the closest choice, or None."""
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f"did you mean `{close[0]}`?" if close else None
+
+
+@dataclass
+class Locations:
+    """Where each part of a spec was written: spec path → span of its value (and of its key)."""
+
+    values: dict[Path_, Span] = field(default_factory=dict)
+    keys: dict[Path_, Span] = field(default_factory=dict)
+
+    def record(self, path: Path_, span: Span, key_span: Span | None = None) -> None:
+        self.values.setdefault(path, span)
+        if key_span is not None:
+            self.keys.setdefault(path, key_span)
+
+    def get(self, path: Path_) -> Span:
+        """The span of `path`, or of its nearest recorded parent."""
+        path = tuple(path)
+        while path not in self.values and path:
+            path = path[:-1]
+        return self.values[path]
+
+    def key(self, path: Path_) -> Span:
+        """The span of the key that set `path` (falls back to `get`)."""
+        return self.keys.get(tuple(path)) or self.get(path)
+
+
+@dataclass
+class Built:
+    """What `build` hands on: the spec, where things are, what went wrong.
+
+    `spec` is None when validation failed; it can be set while `diagnostics` holds
+    errors the builder found (a duplicate, an unknown filter), so checks still run.
+    """
+
+    spec: m.Spec | m.Library | None
+    locations: Locations
+    diagnostics: Diagnostics
+    directory: Path
+
+
+def build(file: s.File, source: Source) -> Built:
+    """Build and validate the spec of a parsed file, reading the files it imports.
+
+    Args:
+        file: the parsed main file.
+        source: its source (imports resolve against its directory).
+
+    Returns:
+        A `Built` whose `spec` is None when there are errors.
+    """
+    builder = _Builder(source)
+    builder.file(file, source, seen=(Path(source.path).resolve(),))
+    spec = builder.validate(file)
+    return Built(spec, builder.locations, builder.diagnostics, source.directory)
+
+
+class _Builder:
+    def __init__(self, source: Source):
+        self.diagnostics = Diagnostics(sources={source.path: source})
+        self.locations = Locations()
+        self.raw: dict[str, Any] = {"templates": {}, "verbalizers": {}}
+
+    # ------------------------------------------------------------ statements
+
+    def file(self, file: s.File, source: Source, seen: tuple, imported: bool = False) -> None:
+        if not imported:
+            self.locations.record((), file.version.span)
+            self._version(file.version)
+        for statement in file.statements:
+            if isinstance(statement, s.Import):
+                self._import(statement, source, seen)
+            elif imported and not _importable(statement):
+                self.diagnostics.error("an imported file may only define templates and verbalizers",
+                                       _head_span(statement), "move this statement into the spec that imports it")
+            else:
+                self._statement(statement)
+
+    def _version(self, version: s.Atom) -> None:
+        if version.value != LANGUAGE_VERSION:
+            self.diagnostics.error(f"unsupported language version {version.value}", version.span,
+                                   f"this promptlang reads version {LANGUAGE_VERSION}: write `promptlang 1`")
+
+    def _import(self, statement: s.Import, source: Source, seen: tuple) -> None:
+        path = (source.directory / statement.path).resolve()
+        if path in seen:
+            self.diagnostics.error(f"`{statement.path}` imports itself (an import cycle)", statement.span,
+                                   "remove one of the imports in the cycle")
+            return
+        if not path.is_file():
+            self.diagnostics.error(f"cannot import `{statement.path}`: no such file", statement.span,
+                                   f"paths are relative to the spec's folder: {source.directory}")
+            return
+        imported, diagnostics = read_source(path)
+        if imported is not None:
+            imported.path = str(source.directory / statement.path) if source.path != "<string>" else str(path)
+            nodes, diagnostics = parse(imported)
+        else:
+            nodes = None
+        self.diagnostics.extend(diagnostics)
+        if nodes is not None:
+            self.file(nodes, imported, seen + (path,), imported=True)
+
+    def _statement(self, statement: s.Statement) -> None:
+        if isinstance(statement, s.Labels):
+            self._labels(statement)
+        elif isinstance(statement, s.Template):
+            self._define("templates", statement.name, statement.name_span, statement.span,
+                         self._template(statement))
+        elif statement.kind == "verbalizer":
+            self._verbalizer(statement)
+        elif statement.kind in SINGLE_BLOCKS:
+            self._single_block(statement)
+        else:
+            self.diagnostics.error(f"unknown statement `{statement.kind}`", statement.kind_span,
+                                   suggest(statement.kind, TOP_LEVEL)
+                                   or f"a spec is made of {', '.join(f'`{k}`' for k in TOP_LEVEL)}")
+
+    def _labels(self, statement: s.Labels) -> None:
+        if "labels" in self.raw:
+            self._twice("labels", statement.span, self.locations.get(("labels",)))
+            return
+        self.locations.record(("labels",), statement.span)
+        names: list[str] = []
+        for i, atom in enumerate(statement.names):
+            if atom.value in names:
+                self.diagnostics.error(f"label `{atom.value}` is listed twice", atom.span, "remove the second one")
+            names.append(atom.value)
+            self.locations.record(("labels", i), atom.span)
+        self.raw["labels"] = names
+
+    def _define(self, group: str, name: str, name_span: Span, span: Span, value: dict) -> None:
+        path = (group, name)
+        if name in self.raw[group]:
+            first = self.locations.key(path)
+            self.diagnostics.error(f"{group[:-1]} `{name}` is defined twice", name_span,
+                                   f"it is first defined at {first.file}:{first.line}:{first.col}; rename one")
+            return
+        self.locations.record(path, span, name_span)
+        self.raw[group][name] = value
+
+    def _twice(self, what: str, span: Span, first: Span) -> None:
+        self.diagnostics.error(f"`{what}` is given twice", span,
+                               f"a spec has one `{what}`; the first is at {first.file}:{first.line}:{first.col}")
+
+    def _single_block(self, block: s.Block) -> None:
+        path = (block.kind,)
+        if block.kind in self.raw:
+            self._twice(block.kind, block.kind_span, self.locations.key(path))
+            return
+        self.locations.record(path, block.span, block.kind_span)
+        body = self._body(block.entries, path)
+        if block.kind == "method":
+            if block.name is None:
+                self.diagnostics.error("the method block needs the method's name", block.kind_span,
+                                       f"for example `method pet {{`; methods: {', '.join(m.METHOD_KINDS)}")
+                return
+            if block.name not in m.METHOD_KINDS:
+                self.diagnostics.error(f"unknown method `{block.name}`", block.kind_span,
+                                       suggest(block.name, m.METHOD_KINDS)
+                                       or f"methods: {', '.join(m.METHOD_KINDS)}")
+                return
+            body["kind"] = block.name
+        elif block.name is not None:
+            self.diagnostics.error(f"a `{block.kind}` block has no name", block.kind_span,
+                                   f"write `{block.kind} {{` without `{block.name}`")
+        self.raw[block.kind] = body
+
+    def _verbalizer(self, block: s.Block) -> None:
+        if block.name is None:
+            self.diagnostics.error("a verbalizer needs a name", block.kind_span,
+                                   "for example `verbalizer sentiment {`")
+            return
+        path = ("verbalizers", block.name)
+        body = self._body(block.entries, path, mappings="words")
+        self._define("verbalizers", block.name, block.kind_span, block.span, body)
+
+    # ------------------------------------------------------------ bodies and values
+
+    def _body(self, entries: list[s.Entry], path: Path_, mappings: str | None = None) -> dict:
+        out: dict[str, Any] = {}
+        for entry in entries:
+            if isinstance(entry, s.Mapping):
+                self._mapping(entry, path, out, mappings)
+                continue
+            key, key_span = (entry.key, entry.key_span) if isinstance(entry, s.Attribute) \
+                else (entry.kind, entry.kind_span)
+            if key in out:
+                first = self.locations.key(path + (key,))
+                self.diagnostics.error(f"`{key}` is set twice", key_span,
+                                       f"the first is at line {first.line}; keep one")
+                continue
+            self.locations.record(path + (key,), entry.span, key_span)
+            out[key] = self._values(entry.values, path + (key,)) if isinstance(entry, s.Attribute) \
+                else self._nested(entry, path + (key,))
+        return out
+
+    def _nested(self, block: s.Block, path: Path_) -> dict:
+        if block.name is not None:
+            self.diagnostics.error(f"`{block.kind}` takes no name", block.kind_span,
+                                   f"write `{block.kind} {{` without `{block.name}`")
+        return self._body(block.entries, path, mappings="" if block.kind == "label_values" else None)
+
+    def _mapping(self, entry: s.Mapping, path: Path_, out: dict, into: str | None) -> None:
+        if into is None:
+            self.diagnostics.error(f"unexpected mapping `{entry.key} -> ...`", entry.key_span,
+                                   "mappings go in `verbalizer` blocks and in `label_values` inside `data`")
+            return
+        target = out.setdefault(into, {}) if into else out
+        where = path + ((into,) if into else ()) + (entry.key,)
+        if entry.key in target:
+            self.diagnostics.error(f"label `{entry.key}` is mapped twice", entry.key_span,
+                                   "list all its words in one line: `label -> \"a\", \"b\"`")
+            return
+        self.locations.record(where, entry.span, entry.key_span)
+        value = self._values(entry.values, where)
+        target[entry.key] = value if isinstance(value, list) else [value]
+
+    def _values(self, values: list[s.Value], path: Path_) -> Any:
+        if len(values) == 1 and isinstance(values[0], s.TemplateValue):
+            self.locations.values[path] = values[0].span
+            return self._segments(values[0].text, path)
+        if all(isinstance(v, s.Keyed) for v in values):
+            out = {}
+            for v in values:
+                self.locations.record(path + (v.key,), v.value.span, v.span)
+                out[v.key] = v.value.value
+            return out
+        if any(isinstance(v, s.Keyed) for v in values):
+            keyed = next(v for v in values if isinstance(v, s.Keyed))
+            self.diagnostics.error("a list mixes named and plain values", keyed.span,
+                                   "either all values are named (`ce 0.9, mlm 0.1`) or none are")
+            return None
+        for i, v in enumerate(values):
+            self.locations.record(path + (i,), v.span)
+        if len(values) == 1:
+            self.locations.values[path] = values[0].span
+            return _plain(values[0])
+        return [_plain(v) for v in values]
+
+    # ------------------------------------------------------------ templates
+
+    def _template(self, node: s.Template) -> dict:
+        path = ("templates", node.name)
+        body = self._body(node.entries, path)
+        for key in ("text", "target"):
+            if key in body and not isinstance(body[key], list):
+                self.diagnostics.error(f"a template's `{key}` is a string", self.locations.get(path + (key,)),
+                                       f'for example `{key} "{{{{ sentence }}}} It was [MASK]."`')
+        return body
+
+    def _segments(self, text: s.TemplateText, path: Path_) -> list[dict]:
+        segments = []
+        for i, piece in enumerate(text.pieces):
+            self.locations.record(path + (i,), piece.span)
+            segments.append(self._segment(piece, path + (i,)))
+        return segments
+
+    def _segment(self, piece: s.Piece, path: Path_) -> dict:
+        if isinstance(piece, s.Text):
+            return {"kind": "text", "text": piece.text}
+        if isinstance(piece, s.Slot):
+            return {"kind": piece.kind, **({"count": piece.count} if piece.count is not None else {})}
+        out: dict[str, Any] = {"kind": "field", "name": piece.name, "transforms": []}
+        self.locations.record(path + ("name",), piece.span)
+        for f in piece.filters:
+            self._filter(f, out)
+        return out
+
+    def _filter(self, f: s.Filter, out: dict) -> None:
+        if f.name not in FILTERS:
+            self.diagnostics.error(f"unknown filter `{f.name}`", f.span,
+                                   suggest(f.name, FILTERS) or f"filters: {', '.join(FILTERS)}")
+        elif f.name == "shorten":
+            if len(f.args) > 1 or (f.args and f.args[0] not in ("head", "tail")):
+                self.diagnostics.error("`shorten` takes `head` or `tail`", f.span,
+                                       "write `shorten` (cut the tail), `shorten(tail)` or `shorten(head)`")
+            out["shorten"] = f.args[0] if f.args else "tail"
+        elif f.args:
+            self.diagnostics.error(f"the filter `{f.name}` takes no arguments", f.span,
+                                   f"write `| {f.name}`")
+        else:
+            out["transforms"].append(f.name)
+
+    # ------------------------------------------------------------ validation
+
+    def validate(self, file: s.File) -> m.Spec | m.Library | None:
+        model = m.Library if is_library(file) else m.Spec
+        raw = _coerce(self.raw, model)
+        try:
+            return model.model_validate(raw)
+        except ValidationError as error:
+            for item in error.errors():
+                self._report(item, raw)
+            return None
+
+    def _report(self, item: dict, raw: dict) -> None:
+        loc = _normalise(item["loc"])
+        message, hint, use_key = _explain(item, loc, raw)
+        span = self.locations.key(loc) if use_key else self.locations.get(loc)
+        self.diagnostics.error(message, span, hint)
+
+
+def _plain(value: s.Atom | s.TemplateValue) -> Any:
+    return value.value if isinstance(value, s.Atom) else "<template>"
+
+
+def is_library(file: s.File) -> bool:
+    """A file of only imports, templates and verbalizers: shared definitions, not an experiment."""
+    return bool(file.statements) and all(isinstance(st, s.Import) or _importable(st) for st in file.statements)
+
+
+def _importable(statement: s.Statement) -> bool:
+    return isinstance(statement, s.Template) or (isinstance(statement, s.Block) and statement.kind == "verbalizer")
+
+
+def _head_span(statement: s.Statement) -> Span:
+    return statement.kind_span if isinstance(statement, s.Block) else statement.span
+
+
+def _normalise(loc: tuple) -> tuple:
+    """Drop pydantic's union tags from an error location: ('method', 'pet', 'epochs') → ('method', 'epochs')."""
+    out: list = []
+    for part in loc:
+        if out == ["method"] and part in m.METHOD_KINDS:
+            continue
+        if out and isinstance(out[-1], int) and part in SEGMENT_KINDS:
+            continue
+        out.append(part)
+    return tuple(out)
+
+
+# ---------------------------------------------------------------- schema-directed coercion
+
+
+def _unwrap(annotation):
+    """Strip Optional and Annotated from a type."""
+    while True:
+        origin = typing.get_origin(annotation)
+        if origin is typing.Annotated:
+            annotation = typing.get_args(annotation)[0]
+        elif origin is typing.Union and type(None) in typing.get_args(annotation):
+            rest = [a for a in typing.get_args(annotation) if a is not type(None)]
+            if len(rest) != 1:
+                return annotation
+            annotation = rest[0]
+        else:
+            return annotation
+
+
+def _coerce(value: Any, annotation) -> Any:
+    """Wrap single values where the schema wants a list, recursively."""
+    annotation = _unwrap(annotation)
+    origin = typing.get_origin(annotation)
+    if origin is list:
+        items = value if isinstance(value, list) else [value]
+        return [_coerce(v, typing.get_args(annotation)[0]) for v in items]
+    if origin is dict and isinstance(value, dict):
+        return {k: _coerce(v, typing.get_args(annotation)[1]) for k, v in value.items()}
+    if origin is typing.Union and isinstance(value, dict) and "kind" in value:
+        chosen = [a for a in typing.get_args(annotation)
+                  if isinstance(a, type) and a.model_fields["kind"].default == value["kind"]]
+        return _coerce(value, chosen[0]) if chosen else value
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel) and isinstance(value, dict):
+        fields = annotation.model_fields
+        return {k: (_coerce(v, fields[k].annotation) if k in fields else v) for k, v in value.items()}
+    return value
+
+
+def _model_at(loc: tuple, raw: dict) -> type[BaseModel] | None:
+    """The pydantic model that holds the setting at `loc` (for listing valid names)."""
+    model: Any = m.Spec
+    node: Any = raw
+    for part in loc[:-1]:
+        node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            if part not in model.model_fields:
+                return None
+            model = _unwrap(model.model_fields[part].annotation)
+        elif typing.get_origin(model) is dict:
+            model = _unwrap(typing.get_args(model)[1])
+        if typing.get_origin(model) is typing.Union and isinstance(node, dict):
+            model = next((a for a in typing.get_args(model)
+                          if a.model_fields["kind"].default == node.get("kind")), None)
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
+_BOUNDS = {"greater_than": "greater than", "greater_than_equal": "at least",
+           "less_than": "less than", "less_than_equal": "at most"}
+_TYPES = {"int_parsing": "a whole number", "int_type": "a whole number", "int_from_float": "a whole number",
+          "float_parsing": "a number", "float_type": "a number", "bool_parsing": "`true` or `false`",
+          "bool_type": "`true` or `false`", "string_type": "a string or a name",
+          "dict_type": "named values, like `loss ce 0.9, mlm 0.1`"}
+_BLOCK_HINTS = {
+    "data": 'add a block: `data {\\n  train "train.tsv"\\n  text sentence\\n}`',
+    "model": 'add a block: `model {\\n  hub "roberta-large"\\n}`',
+    "method": "add a block, for example `method zero_shot { }`",
+}
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, (list, dict)):
+        return "a list" if isinstance(value, list) else "named values"
+    return f"`{value}`"
+
+
+def _explain(item: dict, loc: tuple, raw: dict) -> tuple[str, str | None, bool]:
+    """(message, hint, whether to point at the key) for one pydantic error."""
+    kind, name = item["type"], (loc[-1] if loc else "spec")
+    where = next((p for p in reversed(loc[:-1]) if isinstance(p, str)), None)
+    owner = _model_at(loc, raw)
+    described = owner.model_fields[name].description if owner and name in owner.model_fields else None
+    if kind == "missing":
+        if len(loc) == 1:
+            return f"the spec has no `{name}` block", _BLOCK_HINTS.get(name), False
+        return f"`{where}` is missing `{name}`", (f"add `{name}`: {described}" if described else None), False
+    if kind == "extra_forbidden":
+        valid = [f for f in (owner.model_fields if owner else []) if f != "kind"]
+        hint = suggest(name, valid) or (f"the settings are: {', '.join(valid)}" if valid else None)
+        return f"unknown setting `{name}` in `{where}`", hint, True
+    if kind in _BOUNDS:
+        bound = next(iter(item["ctx"].values()))
+        return f"`{name}` must be {_BOUNDS[kind]} {bound}, got {_shown(item['input'])}", described, False
+    if kind == "enum":
+        choices = [c.strip(" '") for c in item["ctx"]["expected"].replace(" or ", ", ").split(",")]
+        hint = suggest(item["input"], choices) or f"choose one of: {', '.join(choices)}"
+        return f"`{name}` cannot be {_shown(item['input'])}", hint, False
+    if kind in ("too_short", "too_long"):
+        return f"`{name}` needs {'at least' if kind == 'too_short' else 'at most'} " \
+               f"{item['ctx'].get('min_length', item['ctx'].get('max_length'))} value(s)", described, False
+    if kind == "value_error" and "model_source" in item["msg"]:
+        return ("the model needs exactly one source", "give one of `hub`, `path`, `gguf` or `package`", False)
+    if kind in _TYPES:
+        return f"`{name}` must be {_TYPES[kind]}, got {_shown(item['input'])}", described, False
+    return f"`{name}`: {item['msg']}", described, False

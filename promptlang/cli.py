@@ -1,0 +1,189 @@
+"""The `promptlang` command: check, fmt, dump, schema.
+
+Exit codes: 0 clean, 1 problems in a spec (or files `fmt --check` would change),
+2 usage errors (bad option, missing path).
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from promptlang import __version__
+from promptlang.diagnostics import Diagnostics, render_github, render_json, render_text, summary
+
+EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """A mistake in how the command was called (exit 2)."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return args.run(args)
+    except UsageError as error:
+        print(f"promptlang: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="promptlang",
+        description="A declarative language for prompt-based few-shot learning (PET, LM-BFF, T5).",
+        epilog="Run `promptlang COMMAND --help` for the options of a command.",
+    )
+    parser.add_argument("--version", action="version", version=f"promptlang {__version__}")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", dest="command")
+
+    check = commands.add_parser(
+        "check", help="check specs for errors (exit 1 if any)",
+        description="Parse, build and check specs; report every problem with its file, line and column. "
+                    "Exit 0 when clean, 1 when a spec has errors, 2 on usage errors.")
+    check.add_argument("paths", nargs="+", metavar="PATH", help="spec files, or directories to search for *.prompt")
+    check.add_argument("--format", choices=["text", "json", "github"], default="text",
+                       help="text for people, json for tools, github for GitHub Actions annotations")
+    check.add_argument("--tokenizer", action="store_true",
+                       help="also load each model's tokenizer and check label words and lengths "
+                            "(needs `pip install promptlang[train]`)")
+    check.add_argument("--strict", action="store_true", help="treat warnings as errors")
+    check.add_argument("-q", "--quiet", action="store_true", help="print problems only, no summary line")
+    check.set_defaults(run=_check)
+
+    fmt = commands.add_parser(
+        "fmt", help="rewrite specs in the canonical layout",
+        description="Rewrite specs in one canonical layout (comments kept). With --check, change nothing "
+                    "and exit 1 if a file is not formatted.")
+    fmt.add_argument("paths", nargs="+", metavar="PATH", help="spec files, or directories to search for *.prompt")
+    fmt.add_argument("--check", action="store_true", help="exit 1 if a file would change; write nothing")
+    fmt.add_argument("--diff", action="store_true", help="print what would change; write nothing")
+    fmt.set_defaults(run=_fmt)
+
+    dump = commands.add_parser(
+        "dump", help="print a spec after one front-end stage, as JSON",
+        description="Print the syntax nodes (with positions) or the validated spec model of a file as JSON.")
+    dump.add_argument("path", metavar="PATH", help="a spec file")
+    dump.add_argument("--stage", choices=["nodes", "spec"], default="spec", help="which stage's output")
+    dump.set_defaults(run=_dump)
+
+    schema = commands.add_parser("schema", help="print the JSON Schema of the spec model",
+                                 description="Print the JSON Schema of a validated spec.")
+    schema.set_defaults(run=_schema)
+    return parser
+
+
+def spec_files(paths: list[str]) -> list[Path]:
+    """The spec files named by `paths`; directories are searched for *.prompt."""
+    found: list[Path] = []
+    for name in paths:
+        path = Path(name)
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*.prompt") if p.is_file())
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise UsageError(f"no such file or directory: {name}")
+    if not found:
+        raise UsageError(f"no .prompt files in {', '.join(paths)}")
+    return found
+
+
+# ---------------------------------------------------------------- commands
+
+
+def _check(args: argparse.Namespace) -> int:
+    from promptlang.api import analyze
+
+    files = spec_files(args.paths)
+    total = Diagnostics()
+    for path in files:
+        total.extend(analyze(path, tokenizer=args.tokenizer).diagnostics)
+    render = {"text": render_text, "json": render_json, "github": render_github}[args.format]
+    output = render(total)
+    if output:
+        print(output)
+    if args.format == "text" and not args.quiet:
+        noun = "file" if len(files) == 1 else "files"
+        print(("\n" if output else "") + f"checked {len(files)} {noun}: {summary(total)}")
+    failed = total.errors or (args.strict and total.warnings)
+    return EXIT_PROBLEMS if failed else EXIT_OK
+
+
+def _fmt(args: argparse.Namespace) -> int:
+    from promptlang.fmt import format_source
+    from promptlang.source import read_source
+
+    status = EXIT_OK
+    for path in spec_files(args.paths):
+        source, diagnostics = read_source(path)
+        formatted = None
+        if source is not None:
+            formatted, diagnostics = format_source(source)
+        if formatted is None:
+            print(render_text(diagnostics))
+            status = EXIT_PROBLEMS
+            continue
+        if formatted == source.text:
+            continue
+        if args.check or args.diff:
+            status = EXIT_PROBLEMS
+            if args.diff:
+                sys.stdout.writelines(difflib.unified_diff(
+                    source.text.splitlines(True), formatted.splitlines(True), str(path), str(path)))
+            else:
+                print(f"would reformat {path}")
+        else:
+            write_atomically(path, formatted)
+            print(f"reformatted {path}")
+    return status
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Replace a file's contents so that a crash leaves the old file or the new one, never half."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
+            out.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _dump(args: argparse.Namespace) -> int:
+    from promptlang.api import analyze
+    from promptlang.syntax import to_data
+
+    analysis = analyze(Path(spec_files([args.path])[0]))
+    if args.stage == "nodes" and analysis.nodes is not None:
+        print(json.dumps(to_data(analysis.nodes), indent=2, ensure_ascii=False))
+        return EXIT_OK
+    if args.stage == "spec" and analysis.ok:
+        print(analysis.spec.model_dump_json(indent=2))
+        return EXIT_OK
+    print(render_text(analysis.diagnostics))
+    return EXIT_PROBLEMS
+
+
+def _schema(args: argparse.Namespace) -> int:
+    from promptlang.spec import Spec
+
+    print(json.dumps(Spec.model_json_schema(), indent=2))
+    return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
