@@ -117,14 +117,14 @@ def check(built: Built) -> Diagnostics:
 
 
 def patterns_defined(ctx: Context) -> None:
-    for i, name in enumerate(ctx.method.patterns):
+    for i, name in enumerate(getattr(ctx.method, "patterns", [])):
         if name not in ctx.spec.templates:
             ctx.error(f"template `{name}` is not defined", ctx.at("method", "patterns", i),
                       suggest(name, ctx.spec.templates) or "define it with `template NAME \"...\"`")
     if ctx.method.kind in m.PROMPT_METHODS and not ctx.spec.templates:
         ctx.error(f"the `{ctx.method.kind}` method needs a template", ctx.key("method"),
                   'add one: `template it_was "{{ sentence }} It was [MASK]."`')
-    for name, count in Counter(ctx.method.patterns).items():
+    for name, count in Counter(getattr(ctx.method, "patterns", [])).items():
         if count > 1:
             ctx.error(f"template `{name}` is listed twice in `patterns`", ctx.key("method", "patterns"))
 

@@ -1,7 +1,7 @@
 """The `promptlang` command: check, fmt, dump, schema.
 
 Exit codes: 0 clean, 1 problems in a spec (or files `fmt --check` would change),
-2 usage errors (bad option, missing path).
+2 usage errors (bad option, missing path), 3 an internal error (a bug in promptlang).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 from promptlang import __version__
 from promptlang.diagnostics import Diagnostics, render_github, render_json, render_text, summary
 
-EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
 
 class UsageError(Exception):
@@ -38,6 +38,13 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        sys.stderr.close()
+        return EXIT_OK
+    except Exception as error:  # a bug in promptlang, not in the spec: say so, briefly
+        print(f"promptlang: internal error: {type(error).__name__}: {error}\n"
+              "This is a bug in promptlang; please report it with the spec that caused it.", file=sys.stderr)
+        return EXIT_INTERNAL
 
 
 def _parser() -> argparse.ArgumentParser:

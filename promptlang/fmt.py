@@ -78,8 +78,15 @@ class _Printer:
         return line > 1 and not self.source.line_text(line - 1).strip()
 
     def _blank(self) -> None:
-        if self.lines and self.lines[-1] != "":
+        if self.lines and self.lines[-1] != "" and not self.lines[-1].endswith("{"):
             self.lines.append("")
+
+    def _leading_then_blank(self, line: int, depth: int) -> None:
+        """Leading comments, then the blank line (if any) that separated them from the node."""
+        had = bool(self.comments) and self.comments[0].line < line
+        self._leading(line, depth)
+        if had and self._blank_before(line):
+            self._blank()
 
     # ------------------------------------------------------------ statements
 
@@ -103,7 +110,7 @@ class _Printer:
         return self._blank_before(first)
 
     def _statement(self, statement: s.Statement) -> None:
-        self._leading(statement.span.line, 0)
+        self._leading_then_blank(statement.span.line, 0)
         if isinstance(statement, s.Import):
             self._emit(0, f"import {statement.token}", statement.span.end_line)
         elif isinstance(statement, s.Labels):
@@ -141,7 +148,7 @@ class _Printer:
     def _entry(self, entry: s.Entry, depth: int, width: int) -> None:
         if not isinstance(entry, s.Block):
             self._move_inner_comments(entry)
-        self._leading(entry.span.line, depth)
+        self._leading_then_blank(entry.span.line, depth)
         if isinstance(entry, s.Block):
             head = entry.kind + (f" {entry.name}" if entry.name else "")
             self._block(head, entry.entries, entry.span, depth)

@@ -1,0 +1,134 @@
+"""Tokenizer-aware checks (opt-in: `promptlang check --tokenizer`).
+
+Loads the model's tokenizer with transformers and checks how label words and
+templates tokenize: multi-token words where one token is wanted, unknown tokens,
+labels whose words share a first token, templates that leave no room for input.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from promptlang import spec as m
+from promptlang.build import Built
+from promptlang.checks import Context
+from promptlang.diagnostics import Diagnostics
+
+
+def load_tokenizer(model: m.Model, directory: Path):
+    """The tokenizer of a spec's model (or its `tokenizer` override), loaded with transformers.
+
+    Raises:
+        OSError, ValueError, ImportError: it cannot be loaded (offline, missing files).
+    """
+    from transformers import AutoTokenizer
+
+    if model.tokenizer:
+        local = directory / model.tokenizer
+        return AutoTokenizer.from_pretrained(str(local) if local.exists() else model.tokenizer)
+    kind, value = model.source
+    if kind == "hub":
+        return AutoTokenizer.from_pretrained(value)
+    if kind == "path":
+        return AutoTokenizer.from_pretrained(str(directory / value))
+    if kind == "gguf":
+        path = directory / value
+        return AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    package = importlib.import_module(value.replace("-", "_"))
+    if hasattr(package, "get_model_path"):
+        return AutoTokenizer.from_pretrained(str(package.get_model_path()))
+    raise ValueError(f"the package `{value}` has no `get_model_path()` to find its tokenizer")
+
+
+def check_tokenization(built: Built, tokenizer=None) -> Diagnostics:
+    """Run the tokenizer-aware checks on a built spec.
+
+    Args:
+        built: a built spec without errors.
+        tokenizer: a loaded tokenizer; by default the spec's model's tokenizer is loaded.
+
+    Returns:
+        Diagnostics: errors, warnings, and a note per label word saying how it tokenizes.
+    """
+    ctx = Context(built.spec, built.locations, Diagnostics(sources=dict(built.diagnostics.sources)),
+                  built.directory)
+    if tokenizer is None:
+        try:
+            tokenizer = load_tokenizer(built.spec.model, built.directory)
+        except Exception as error:  # transformers raises many kinds; all mean "cannot load"
+            ctx.warning(f"cannot load the tokenizer, so the tokenizer checks did not run: {_first_line(error)}",
+                        ctx.key("model"), "check the model source, or set `tokenizer` to a local tokenizer")
+            return ctx.diagnostics
+    for name in ctx.patterns:
+        _check_template(ctx, name, ctx.spec.templates[name], tokenizer)
+    return ctx.diagnostics
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
+def word_tokens(tokenizer, word: str, context: str = "") -> list[int]:
+    """Token ids of `word` as it appears after `context` (the template text before the mask)."""
+    if context:
+        before = tokenizer(context, add_special_tokens=False)["input_ids"]
+        joined = tokenizer(context + word, add_special_tokens=False)["input_ids"]
+        if joined[: len(before)] == before and len(joined) > len(before):
+            return joined[len(before):]
+    return tokenizer(word, add_special_tokens=False)["input_ids"]
+
+
+def _check_template(ctx: Context, name: str, template: m.Template, tokenizer) -> None:
+    verbalizer_name = template.verbalizer or (next(iter(ctx.spec.verbalizers)) if ctx.spec.verbalizers else None)
+    masks = [i for i, s in enumerate(template.text) if s.kind == "mask"]
+    if verbalizer_name is None or not masks:
+        _check_room(ctx, name, template, tokenizer, 1)
+        return
+    verbalizer = ctx.spec.verbalizers[verbalizer_name]
+    slot = template.text[masks[0]]
+    context = _context_before(template, masks[0])
+    firsts: dict[int, str] = {}
+    longest = 1
+    for label, words in verbalizer.words.items():
+        for i, word in enumerate(words):
+            span = ctx.at("verbalizers", verbalizer_name, "words", label, i)
+            ids = word_tokens(tokenizer, word, context)
+            bare = tokenizer(word, add_special_tokens=False)["input_ids"]
+            pieces = tokenizer.convert_ids_to_tokens(ids)
+            longest = max(longest, len(ids))
+            ctx.diagnostics.note(
+                f"in template `{name}`, \"{word}\" is {len(ids)} token{'s' if len(ids) != 1 else ''}: "
+                f"{' '.join(pieces)}" + ("" if bare == ids else
+                                         f" (alone: {' '.join(tokenizer.convert_ids_to_tokens(bare))})"),
+                span)
+            if tokenizer.unk_token_id is not None and tokenizer.unk_token_id in ids:
+                ctx.error(f"\"{word}\" contains a token the tokenizer does not know ({tokenizer.unk_token})", span,
+                          "choose a word in the model's vocabulary")
+            if slot.count is not None and len(ids) > slot.count:
+                ctx.error(f"\"{word}\" is {len(ids)} tokens, but the slot in template `{name}` holds {slot.count}",
+                          span, "write [MASK] to size the slot from the words, or choose a shorter word")
+            if ids and ids[0] in firsts and firsts[ids[0]] != label and len(ids) > 1:
+                ctx.warning(f"\"{word}\" ({label}) starts with the same token as a word of `{firsts[ids[0]]}`", span,
+                            "the first mask cannot tell these labels apart; choose words that differ early")
+            if ids:
+                firsts.setdefault(ids[0], label)
+    _check_room(ctx, name, template, tokenizer, slot.count or longest)
+
+
+def _context_before(template: m.Template, index: int) -> str:
+    previous = template.text[index - 1] if index > 0 else None
+    return previous.text if previous is not None and previous.kind == "text" else ""
+
+
+def _check_room(ctx: Context, name: str, template: m.Template, tokenizer, masks: int) -> None:
+    max_length = getattr(ctx.method, "max_length", None)
+    if max_length is None:
+        return
+    text = (template.prefix or "") + "".join(s.text for s in template.text if s.kind == "text")
+    fixed = len(tokenizer(text, add_special_tokens=True)["input_ids"]) + masks
+    fixed += sum(s.count for s in template.text if s.kind == "soft")
+    if fixed >= max_length:
+        ctx.error(f"template `{name}` takes {fixed} tokens without its input, but `max_length` is {max_length}",
+                  ctx.at("templates", name, "text"), "raise `max_length` or shorten the template")
