@@ -163,7 +163,8 @@ def to_data(node: object, spans: bool = True) -> object:
         return node
     data: dict = {"_type": type(node).__name__}
     if spans:
-        data["_span"] = [node.span.line, node.span.col, node.span.end_line, node.span.end_col]
+        span = node.span
+        data["_span"] = f"{span.line}:{span.col}-{span.end_line}:{span.end_col}"
     for f in dataclasses.fields(node):
         if f.name == "span" or f.name.endswith("_span") or f.metadata.get("hidden"):
             continue

@@ -1,0 +1,26 @@
+"""Shared test options: `pytest --regen-goldens` rewrites the golden files."""
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_addoption(parser):
+    parser.addoption("--regen-goldens", action="store_true", help="rewrite golden files from the current output")
+
+
+@pytest.fixture
+def golden(request):
+    """Compare text with a golden file (or rewrite it under --regen-goldens)."""
+
+    def compare(path: Path, text: str) -> None:
+        if request.config.getoption("--regen-goldens") or not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+            if not request.config.getoption("--regen-goldens"):
+                pytest.fail(f"golden file {path.name} did not exist; written now, check it and rerun")
+        assert text == path.read_text(encoding="utf-8")
+
+    return compare

@@ -1,0 +1,41 @@
+"""Every shipped spec checks clean, is formatted, and survives a format round trip."""
+
+from pathlib import Path
+
+import pytest
+
+from promptlang import analyze
+from promptlang.cli import main
+from promptlang.fmt import format_source
+from promptlang.source import Source
+
+ROOT = Path(__file__).resolve().parent.parent
+SPECS = sorted((ROOT / "specs").rglob("*.prompt"))
+METHODS = {"zero_shot", "in_context", "finetune", "prompt_finetune", "pet", "ipet"}
+
+
+def test_there_are_specs():
+    assert len(SPECS) >= 10
+
+
+@pytest.mark.parametrize("path", SPECS, ids=lambda p: str(p.relative_to(ROOT / "specs")))
+def test_spec_checks_clean(path):
+    analysis = analyze(path)
+    assert analysis.ok, analysis.diagnostics
+    assert not analysis.diagnostics.warnings, analysis.diagnostics
+
+
+@pytest.mark.parametrize("path", SPECS, ids=lambda p: str(p.relative_to(ROOT / "specs")))
+def test_spec_is_formatted(path):
+    text, _ = format_source(Source.read(path))
+    assert text == path.read_text(encoding="utf-8")
+
+
+def test_every_method_has_a_spec():
+    kinds = {analyze(p).spec.method.kind for p in SPECS if hasattr(analyze(p).spec, "method")}
+    assert kinds == METHODS
+
+
+def test_check_specs_directory_exits_0(capsys):
+    assert main(["check", str(ROOT / "specs")]) == 0
+    assert capsys.readouterr().out.strip().endswith("no problems")
