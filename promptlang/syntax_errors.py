@@ -209,7 +209,8 @@ def _spec_token(error: UnexpectedToken, text: str):
         return ("unexpected `->`: arrows go in mappings such as `positive -> \"great\"`",
                 "a mapping's left side is one name (a label)", where)
     if token.type == "LBRACE" and "_NL" in expected:
-        return "unexpected `{`: a block is `KIND NAME {` or `KIND {`", "remove the extra words before `{`", where
+        return ("unexpected `{`", "a block starts with its kind and an optional name, like `data {` or "
+                "`method pet {`", where)
     return f"unexpected {found}", f"expected {_expected(expected)}", where
 
 

@@ -30,6 +30,7 @@ from pathlib import Path
 import pytest
 
 import promptlang
+import promptlang.fmt
 from promptlang.cli import main
 from promptlang.diagnostics import Severity
 
@@ -157,6 +158,7 @@ def test_cli_exits_1_on_a_bad_spec(tmp_path: Path, capsys):
 @pytest.mark.parametrize("output", ["text", "json", "github"])
 def test_cli_never_crashes_on_the_table(tmp_path: Path, capsys, output: str):
     for i, case in enumerate(CASES):
+        (tmp_path / f"case{i:03}").mkdir()
         write_case(case, tmp_path / f"case{i:03}")
     assert main(["check", "--format", output, str(tmp_path)]) == 1
     captured = capsys.readouterr()
