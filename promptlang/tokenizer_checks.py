@@ -66,15 +66,23 @@ def check_tokenization(built: Built, tokenizer=None) -> Diagnostics:
 
 
 def _first_line(error: Exception) -> str:
+    """The first line of an error's message (transformers' can run to many), or its type."""
     text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__
+    return text[0].strip() if text else type(error).__name__
 
 
 def word_tokens(tokenizer, word: str, context: str = "") -> list[int]:
-    """Token ids of `word` as it appears after `context` (the template text before the mask)."""
-    if context:
-        before = tokenizer(context, add_special_tokens=False)["input_ids"]
-        joined = tokenizer(context + word, add_special_tokens=False)["input_ids"]
+    """Token ids of `word` as it appears after `context` (the template text before the mask).
+
+    The word's tokens are those `context + word` has beyond the tokens of the context
+    without its trailing spaces, so that the space before the word goes with the word,
+    as BPE and SentencePiece write it (" great" → Ġgreat, ▁great): tokenized alone,
+    "It was " ends in a token of its own for that space (It Ġwas Ġ). If that is not a
+    prefix, the whole context is tried; if neither is (a token spans the seam), the word alone.
+    """
+    joined = tokenizer(context + word, add_special_tokens=False)["input_ids"]
+    for before_text in dict.fromkeys((context.rstrip(" "), context)):
+        before = tokenizer(before_text, add_special_tokens=False)["input_ids"] if before_text else []
         if joined[: len(before)] == before and len(joined) > len(before):
             return joined[len(before):]
     return tokenizer(word, add_special_tokens=False)["input_ids"]
@@ -82,20 +90,21 @@ def word_tokens(tokenizer, word: str, context: str = "") -> list[int]:
 
 def _check_template(ctx: Context, name: str, template: m.Template, tokenizer) -> None:
     verbalizer_name = template.verbalizer or (next(iter(ctx.spec.verbalizers)) if ctx.spec.verbalizers else None)
-    masks = [i for i, s in enumerate(template.text) if s.kind == "mask"]
-    if verbalizer_name is None or not masks:
-        _check_room(ctx, name, template, tokenizer, 1)
+    part, index = _mask_slot(template)
+    if verbalizer_name is None or index is None:
+        _check_room(ctx, name, template, tokenizer, 1 if part == "text" else 0)
         return
     verbalizer = ctx.spec.verbalizers[verbalizer_name]
-    slot = template.text[masks[0]]
-    context = _context_before(template, masks[0])
+    segments = getattr(template, part)
+    slot = segments[index]
+    context = _context_before(segments, index)
     firsts: dict[int, str] = {}
     longest = 1
     for label, words in verbalizer.words.items():
         for i, word in enumerate(words):
             span = ctx.at("verbalizers", verbalizer_name, "words", label, i)
             ids = word_tokens(tokenizer, word, context)
-            bare = tokenizer(word, add_special_tokens=False)["input_ids"]
+            bare = word_tokens(tokenizer, word)
             pieces = tokenizer.convert_ids_to_tokens(ids)
             longest = max(longest, len(ids))
             ctx.diagnostics.note(
@@ -109,16 +118,26 @@ def _check_template(ctx: Context, name: str, template: m.Template, tokenizer) ->
             if slot.count is not None and len(ids) > slot.count:
                 ctx.error(f"\"{word}\" is {len(ids)} tokens, but the slot in template `{name}` holds {slot.count}",
                           span, "write [MASK] to size the slot from the words, or choose a shorter word")
-            if ids and ids[0] in firsts and firsts[ids[0]] != label and len(ids) > 1:
+            # any two labels whose words share a first token: the order of the labels does not matter
+            if ids and ids[0] in firsts and firsts[ids[0]] != label:
                 ctx.warning(f"\"{word}\" ({label}) starts with the same token as a word of `{firsts[ids[0]]}`", span,
                             "the first mask cannot tell these labels apart; choose words that differ early")
             if ids:
                 firsts.setdefault(ids[0], label)
-    _check_room(ctx, name, template, tokenizer, slot.count or longest)
+    _check_room(ctx, name, template, tokenizer, (slot.count or longest) if part == "text" else 0)
 
 
-def _context_before(template: m.Template, index: int) -> str:
-    previous = template.text[index - 1] if index > 0 else None
+def _mask_slot(template: m.Template) -> tuple[str, int | None]:
+    """Where the label word goes: ("text", index of its [MASK]), else the seq2seq target's, else ("text", None)."""
+    for part in ("text", "target"):
+        masks = [i for i, s in enumerate(getattr(template, part) or []) if s.kind == "mask"]
+        if masks:
+            return part, masks[0]
+    return "text", None
+
+
+def _context_before(segments: list, index: int) -> str:
+    previous = segments[index - 1] if index > 0 else None
     return previous.text if previous is not None and previous.kind == "text" else ""
 
 
