@@ -100,6 +100,7 @@ class Data(_Model):
     """Where the examples are and how to read them."""
 
     dataset: Optional[str] = Field(None, description="a Hugging Face dataset name; train/dev/test are then split names")
+    dataset_config: Optional[str] = Field(None, description="the dataset's configuration, e.g. sst2 for glue")
     format: Optional[DataFormat] = Field(None, description="file format; by default taken from the file extension")
     train: Optional[str] = Field(None, description="labelled training examples (a file, relative to the spec)")
     dev: Optional[str] = Field(None, description="development examples for model selection")
