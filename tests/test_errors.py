@@ -13,8 +13,12 @@ The cases live in `tests/errors/cases.txt`, one per `=== name` section:
 
 A diagnostic line is `LINE:COL-ENDCOL severity: message` (`LINE:COL-ENDLINE:ENDCOL`
 when the span covers several lines), prefixed with `FILE:` when it is not in
-spec.prompt; the path of the temporary folder is shown as `<tmp>`. Lines of the table
-that start with `#` before the first case are comments.
+spec.prompt; the path of the temporary folder is shown as `<tmp>`. Lines that start
+with `#` are comments, before the first case and after an `--- expect` section.
+
+A known crash is recorded as `!crash ExceptionName` in place of the diagnostics: the
+case is an expected failure (strict) until promptlang reports it properly; then the
+test fails with the new output, to be written into the table.
 
 Every case's folder also holds a small data set (`train.tsv`, `dev.tsv`, `test.tsv`,
 `unlabeled.tsv`, columns `label` and `sentence`) so that data-file checks can pass or
@@ -23,6 +27,7 @@ fail on purpose.
 
 from __future__ import annotations
 
+import builtins
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,9 +47,13 @@ DATA = {
     "test.tsv": "label\tsentence\npositive\tgreat fun\nnegative\tboring\n",
     "unlabeled.tsv": "label\tsentence\n\tsome review\n\tanother review\n",
 }
-# Lark's internal names must never reach a user.
-LARK_NAMES = re.compile(r"\b(?:[A-Z]+_[A-Z_]*|LBRACE|RBRACE|LPAR|RPAR|LSQB|RSQB|COMMA|COLON|EQUAL|VBAR|"
-                        r"STRING|NUMBER|NAME|TEXT|MASK_SLOT|\$END)\b|__ANON|_NL\b|Token\(|Tree\(")
+# Lark's internal names must never reach a user (NAME, STRING... as placeholders in a hint,
+# like `template NAME "..."`, are fine; "expected NAME" is not).
+LARK_NAMES = re.compile(
+    r"\b(?:[A-Z]+_[A-Z_]*|[LR](?:BRACE|PAR|SQB)|COMMA|COLON|EQUAL|VBAR|PROMPTLANG)\b"
+    r"|\$END|__ANON|\b_NL\b|Token\(|Tree\(|UnexpectedToken|UnexpectedCharacters"
+    r"|`(?:[lr](?:brace|par|sqb)|comma|_nl|\$end|mask_slot|soft_slot|demos_slot|sep_slot|_open_field|_close_field)`"
+    r"|(?:expected|found|after) (?:NAME|STRING|NUMBER|TEXT)\b")
 
 
 @dataclass
@@ -76,6 +85,8 @@ def load_cases(path: Path = CASES_FILE) -> list[Case]:
             cases[-1].files[line[9:].strip()] = section  # type: ignore[assignment]
         elif line == "--- expect":
             section = cases[-1].expect
+        elif section is cases[-1].expect and line.startswith("#"):
+            continue  # a comment between cases
         else:
             section.append(line)  # type: ignore[union-attr]
     for case in cases:
@@ -87,6 +98,24 @@ def load_cases(path: Path = CASES_FILE) -> list[Case]:
 
 
 CASES = load_cases()
+CRASH = "!crash "
+
+
+def crash_of(case: Case) -> type[BaseException] | None:
+    """The exception a known-crash case raises today, or None."""
+    if case.expect and case.expect[0].startswith(CRASH):
+        return getattr(builtins, case.expect[0][len(CRASH):].strip())
+    return None
+
+
+def params(cases: list[Case]) -> list:
+    """The cases as pytest params; a known crash is a strict expected failure."""
+    out = []
+    for case in cases:
+        crash = crash_of(case)
+        marks = [pytest.mark.xfail(raises=crash, strict=True, reason=f"known crash: {crash.__name__}")] if crash else []
+        out.append(pytest.param(case, id=case.name, marks=marks))
+    return out
 
 
 def write_case(case: Case, folder: Path) -> Path:
@@ -126,12 +155,11 @@ def test_table_is_well_formed():
     assert len(set(names)) == len(names), "case names must be unique"
     for case in CASES:
         assert case.expect, f"{case.name}: a malformed spec must get at least one diagnostic"
-        assert any(" error: " in line for line in case.expect) or "warning" in case.name, case.name
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+@pytest.mark.parametrize("case", params(CASES))
 def test_error(case: Case, tmp_path: Path):
-    assert run_case(case, tmp_path) == case.expect
+    assert run_case(case, tmp_path) == case.expect, f"tests/errors/cases.txt:{case.line}"
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
@@ -146,6 +174,13 @@ def test_messages_never_show_grammar_names():
             assert not LARK_NAMES.search(line), f"{case.name}: {line}"
 
 
+@pytest.mark.xfail(strict=True, reason="pydantic's own wording still reaches users for some wrong-shaped values")
+def test_messages_never_show_pydantic_wording():
+    leaks = [f"{case.name}: {line}" for case in CASES for line in case.expect
+             if re.search(r"Input should|Input tag|Unable to extract tag|discriminator", line)]
+    assert not leaks, "\n".join(leaks)
+
+
 def test_cli_exits_1_on_a_bad_spec(tmp_path: Path, capsys):
     case = next(c for c in CASES if c.name == "missing-comma-in-labels")
     spec = write_case(case, tmp_path)
@@ -157,9 +192,35 @@ def test_cli_exits_1_on_a_bad_spec(tmp_path: Path, capsys):
 
 @pytest.mark.parametrize("output", ["text", "json", "github"])
 def test_cli_never_crashes_on_the_table(tmp_path: Path, capsys, output: str):
-    for i, case in enumerate(CASES):
+    for i, case in enumerate(c for c in CASES if not crash_of(c)):
         (tmp_path / f"case{i:03}").mkdir()
         write_case(case, tmp_path / f"case{i:03}")
     assert main(["check", "--format", output, str(tmp_path)]) == 1
     captured = capsys.readouterr()
     assert "internal error" not in captured.err
+
+
+def test_regenerate_table(request, tmp_path_factory):
+    """With `--regen-goldens`, write each case's current diagnostics into the table."""
+    if not request.config.getoption("--regen-goldens"):
+        pytest.skip("only with --regen-goldens")
+    by_line = {case.line: case for case in CASES}
+    out: list[str] = []
+    lines = CASES_FILE.read_text(encoding="utf-8").splitlines()
+    skipping, current = False, None
+    for number, line in enumerate(lines, 1):
+        if line.startswith("=== "):
+            skipping, current = False, by_line[number]
+        elif skipping and (line.startswith("#") or line.startswith("=== ")):
+            skipping = False
+        if skipping:
+            continue
+        out.append(line)
+        if line == "--- expect" and current is not None:
+            try:
+                out += run_case(current, tmp_path_factory.mktemp(current.name))
+            except Exception as error:  # a crash stays recorded as one
+                out.append(f"{CRASH}{type(error).__name__}")
+            out.append("")
+            skipping = True
+    CASES_FILE.write_text("\n".join(out).rstrip("\n") + "\n", encoding="utf-8")
