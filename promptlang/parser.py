@@ -181,7 +181,9 @@ class _NodeBuilder(Transformer):
 
     def spec(self, meta, children):
         version, statements = children[0], children[1:]
-        return s.File(self._span(meta), version, statements)
+        header = self.source.span(0, 0)
+        header = Span(header.file, version.span.line, 1, version.span.end_line, version.span.end_col)
+        return s.File(self._span(meta), version, statements, header_span=header)
 
     def statements(self, meta, children):
         return children
@@ -215,8 +217,9 @@ class _NodeBuilder(Transformer):
 
     def block(self, meta, children):
         kind = children[0]
-        name = children[1].value if len(children) == 3 else None
-        return s.Block(self._span(meta), kind.value, self._span(kind), name, children[-1])
+        name = children[1] if len(children) == 3 else None
+        return s.Block(self._span(meta), kind.value, self._span(kind), name and name.value, children[-1],
+                       name_span=name and self._span(name))
 
     def body(self, meta, children):
         return list(children)

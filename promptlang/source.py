@@ -49,6 +49,16 @@ class Source:
         index = bisect.bisect_right(self._line_starts, offset) - 1
         return index + 1, offset - self._line_starts[index] + 1
 
+    def offset(self, line: int, col: int) -> int:
+        """The character offset of a 1-based (line, col)."""
+        return self._line_starts[line - 1] + col - 1
+
+    def find(self, within: Span, needle: str) -> Span | None:
+        """The span of the first `needle` inside `within`, or None."""
+        start, end = self.offset(within.line, within.col), self.offset(within.end_line, within.end_col)
+        at = self.text.find(needle, start, end)
+        return self.span(at, at + len(needle)) if at >= 0 else None
+
     def span(self, start: int, end: int) -> Span:
         """The span of characters [start, end)."""
         line, col = self.position(start)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import Annotated, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 
 class _Model(BaseModel):
@@ -280,7 +280,7 @@ class _Method(_Model):
 
 class ZeroShot(_Method):
     kind: Literal["zero_shot"] = "zero_shot"
-    calibrate: bool = Field(False, description="divide out the content-free prediction (Calibrate before use)")
+    calibrate: StrictBool = Field(False, description="divide out the content-free prediction (Calibrate before use)")
     eval_batch_size: int = Field(32, ge=1)
     max_length: int = Field(256, ge=8, le=32768)
     decoding: Decoding = Field(Decoding.greedy, description="multi-token mask filling")

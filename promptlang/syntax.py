@@ -115,6 +115,7 @@ class Block(Node):
     kind_span: Span = field(repr=False, compare=False)
     name: str | None
     entries: list[Union[Attribute, Mapping, "Block"]]
+    name_span: Span | None = field(default=None, repr=False, compare=False)
 
 
 Entry = Union[Attribute, Mapping, Block]
@@ -153,6 +154,7 @@ class File(Node):
 
     version: Atom
     statements: list[Statement]
+    header_span: Span | None = field(default=None, repr=False, compare=False)
 
 
 def to_data(node: object, spans: bool = True) -> object:

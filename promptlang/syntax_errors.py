@@ -106,6 +106,10 @@ def _bad_character(error: UnexpectedCharacters, text: str, template: bool):
             return f"unknown slot `{slot}`", SLOTS_HINT, (at, at + len(slot))
         return (f"unexpected {_describe_char(char)} inside a field",
                 "a field holds a column name and filters, like `{{ sentence | lower_first }}`", (at, at + 1))
+    if text.startswith('"""', at):
+        return 'this `"""` string is never closed', 'end it with `"""`', (at, at + 3)
+    if char == "→":
+        return f"unexpected {_describe_char(char)}", "did you mean `->`?", (at, at + 1)
     if char == '"':
         line_end = text.find("\n", at)
         end = line_end if line_end >= 0 else len(text)
@@ -181,27 +185,35 @@ def _spec_token(error: UnexpectedToken, text: str):
         brace = _open_brace(text)
         if brace is not None:
             return "this block is never closed", "add a `}` to end it", (brace, brace + 1)
+    previous = _previous_word(text, where[1] if token.type == "$END" else where[0])
+    same_line = "\n" not in text[_previous_end(text, where[0]):where[0]]
+    if token.type in ("_NL", "$END", "RBRACE") and expected & _VALUE_TERMINALS \
+            and previous and previous.endswith(","):
+        comma = text.rindex(",", 0, where[1] if token.type == "$END" else where[0])
+        return "a list ends with `,`", "remove the last `,`, or add the missing value", (comma, comma + 1)
     if token.type == "RBRACE" and "RBRACE" not in expected:
-        if expected & _VALUE_TERMINALS:
-            return (f"missing a value after `{_previous_word(text, where[0])}`",
-                    "give the setting a value, like `epochs 3`", where)
-        return "unexpected `}`: no block is open here", "remove it, or open a block with `NAME {`", where
-    if token.type in ("_NL", "$END") and expected & _VALUE_TERMINALS:
-        previous = _previous_word(text, where[1] if token.type == "$END" else where[0])
-        if previous == ",":
-            return "a list ends with `,`", "remove the last `,`, or add the missing value", where
+        if expected & _VALUE_TERMINALS and same_line and token.type != "$END":
+            return f"missing a value after `{previous}`", "give the setting a value, like `epochs 3`", where
+        return "unexpected `}`: no block is open here", "remove it, or open a block with `data {`", where
+    if token.type in ("_NL", "$END", "RBRACE") and expected & _VALUE_TERMINALS:
         if previous == "labels":
             return "missing the label names after `labels`", "list them: `labels negative, positive`", where
         return f"missing a value after `{previous}`", "give the setting a value, like `epochs 3`", where
+    if previous == "labels" or (expected == {"NAME"} and previous and previous.endswith(",")
+                                and _line_start_word(text, where[0]) == "labels"):
+        return (f"labels are names, found {found}",
+                "name them (`labels negative, positive`) and map raw values with `label_values` in `data`", where)
+    if previous == "import" and token.type != "STRING":
+        return f"expected the imported file's path, found {found}", 'put the path in quotes: `import "common.prompt"`', where
+    if token.type in _VALUE_TERMINALS and expected <= {"LBRACE", "NAME"} and token.type != "NAME":
+        return (f"unexpected {found}: a setting outside any block",
+                "settings go inside a block, for example `method pet { epochs 3 }`", where)
     if token.type == "STRING" and expected & {"NAME"} and not expected & {"STRING"}:
         return (f"expected a name, found the string {found}",
                 "names (labels, templates, columns) are written without quotes", where)
     if token.type in _VALUE_TERMINALS and "_NL" in expected and "COMMA" in expected:
         return (f"unexpected {found} after a complete setting",
                 "separate the values of a list with `,`, and put each setting on its own line", where)
-    if token.type in _VALUE_TERMINALS and expected <= {"LBRACE", "NAME"} and token.type != "NAME":
-        return (f"unexpected {found}: a setting outside any block",
-                "settings go inside a block, for example `method pet { epochs 3 }`", where)
     if token.type in _VALUE_TERMINALS and "RBRACE" in expected and "_NL" in expected:
         return (f"unexpected {found} after a complete setting",
                 "put each setting on its own line", where)
@@ -211,7 +223,22 @@ def _spec_token(error: UnexpectedToken, text: str):
     if token.type == "LBRACE" and "_NL" in expected:
         return ("unexpected `{`", "a block starts with its kind and an optional name, like `data {` or "
                 "`method pet {`", where)
+    if expected == {"LBRACE"}:
+        return (f"unexpected {found}, expected `{{`",
+                "a block is its kind, an optional name, then `{`: `method pet {`", where)
     return f"unexpected {found}", f"expected {_expected(expected)}", where
+
+
+def _previous_end(text: str, position: int) -> int:
+    """Where the last word before `position` ends."""
+    match = re.search(r"\S\s*$", text[:position])
+    return match.start() + 1 if match else 0
+
+
+def _line_start_word(text: str, position: int) -> str | None:
+    start = text.rfind("\n", 0, position) + 1
+    match = re.match(r"\s*(\S+)", text[start:position])
+    return match.group(1) if match else None
 
 
 def _template_token(error: UnexpectedToken, text: str):
@@ -222,7 +249,12 @@ def _template_token(error: UnexpectedToken, text: str):
         brace = text.rfind("{{")
         return "this field is never closed", "close it with `}}`", (brace, brace + 2)
     if token.type == "_CLOSE_FIELD" and "NAME" in expected:
+        if text[:where[0]].rstrip().endswith("|"):
+            return "missing a filter name after `|`", "write a filter, like `| lower_first`, or remove the `|`", where
         return "empty field", "write a column name, like `{{ sentence }}`", where
+    if token.type in ("NAME", "CHAR") and expected >= {"VBAR", "_CLOSE_FIELD"}:
+        field = _previous_word(text, where[0])
+        return "this field is never closed", f"add `}}}}` after `{field}`", where
     if "RPAR" in expected or "LPAR" in expected and token.type != "LPAR":
         return (f"unexpected {_found(token)} in a filter",
                 "filters look like `| lower_first` or `| shorten(head)`", where)

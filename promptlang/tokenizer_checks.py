@@ -11,7 +11,7 @@ import importlib
 from pathlib import Path
 
 from promptlang import spec as m
-from promptlang.build import Built
+from promptlang.builder import Built
 from promptlang.checks import Context
 from promptlang.diagnostics import Diagnostics
 

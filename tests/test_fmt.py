@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from promptlang.build import build
+from promptlang.builder import build
 from promptlang.fmt import comments, format_source
 from promptlang.parser import parse
 from promptlang.source import Source

@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from promptlang import analyze
-from promptlang.build import build
+from promptlang.builder import build
 from promptlang.fmt import format_source
 from promptlang.parser import parse
 from promptlang.source import Source

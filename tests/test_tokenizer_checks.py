@@ -21,7 +21,7 @@ pytest.importorskip("transformers")
 pytest.importorskip("tokenizers")
 
 from promptlang.api import analyze  # noqa: E402
-from promptlang.build import build  # noqa: E402
+from promptlang.builder import build  # noqa: E402
 from promptlang.cli import main  # noqa: E402
 from promptlang.parser import parse  # noqa: E402
 from promptlang.source import Source, Span  # noqa: E402
@@ -437,7 +437,7 @@ def test_analyze_reports_tokenizer_errors(saved_bpe, tmp_path, offline):
 
 def test_tokenizer_checks_do_not_run_on_a_spec_with_errors(tmp_path, offline):
     analysis = analyze(write_spec(tmp_path, model='path "missing"'), tokenizer=True)
-    assert [d.message for d in analysis.diagnostics.items] == ["model directory `missing` does not exist"]
+    assert [d.message for d in analysis.diagnostics.items] == ["model folder `missing` does not exist"]
 
 
 CANNOT_LOAD = "cannot load the tokenizer, so the tokenizer checks did not run: "

@@ -93,12 +93,19 @@ class _Builder:
         self.diagnostics = Diagnostics(sources={source.path: source})
         self.locations = Locations()
         self.raw: dict[str, Any] = {"templates": {}, "verbalizers": {}}
+        self.reported: set[Path_] = set()  # paths the builder already complained about
+        self.failed: set[str] = set()  # top-level blocks given but unusable (no "missing block" error)
+
+    def _error(self, path: Path_, message: str, span: Span, hint: str | None = None) -> None:
+        """An error about the value at `path`; pydantic's later complaints about it are dropped."""
+        self.reported.add(tuple(path))
+        self.diagnostics.error(message, span, hint)
 
     # ------------------------------------------------------------ statements
 
     def file(self, file: s.File, source: Source, seen: tuple, imported: bool = False) -> None:
         if not imported:
-            self.locations.record((), file.version.span)
+            self.locations.record((), file.header_span or file.version.span)
             self._version(file.version)
         for statement in file.statements:
             if isinstance(statement, s.Import):
@@ -110,19 +117,22 @@ class _Builder:
                 self._statement(statement)
 
     def _version(self, version: s.Atom) -> None:
-        if version.value != LANGUAGE_VERSION:
+        if version.token is not None and str(version.token) != str(LANGUAGE_VERSION):
             self.diagnostics.error(f"unsupported language version {version.value}", version.span,
                                    f"this promptlang reads version {LANGUAGE_VERSION}: write `promptlang 1`")
 
     def _import(self, statement: s.Import, source: Source, seen: tuple) -> None:
-        path = (source.directory / statement.path).resolve()
+        path = _importable_path(source.directory / statement.path)
         if path in seen:
-            self.diagnostics.error(f"`{statement.path}` imports itself (an import cycle)", statement.span,
+            cycle = " → ".join(p.name for p in (*seen[seen.index(path):], path))
+            self.diagnostics.error(f"import cycle: {cycle}", statement.span,
                                    "remove one of the imports in the cycle")
             return
-        if not path.is_file():
+        if path is None:
+            siblings = _names_in(source.directory / Path(statement.path).parent)
             self.diagnostics.error(f"cannot import `{statement.path}`: no such file", statement.span,
-                                   f"paths are relative to the spec's folder: {source.directory}")
+                                   suggest(Path(statement.path).name, siblings)
+                                   or f"paths are relative to the spec's folder: {source.directory}")
             return
         imported, diagnostics = read_source(path)
         if imported is not None:
@@ -145,9 +155,10 @@ class _Builder:
         elif statement.kind in SINGLE_BLOCKS:
             self._single_block(statement)
         else:
+            hint = suggest(statement.kind, TOP_LEVEL)
+            self.failed.update(k for k in SINGLE_BLOCKS if hint and f"`{k}`" in hint)
             self.diagnostics.error(f"unknown statement `{statement.kind}`", statement.kind_span,
-                                   suggest(statement.kind, TOP_LEVEL)
-                                   or f"a spec is made of {', '.join(f'`{k}`' for k in TOP_LEVEL)}")
+                                   hint or f"a spec is made of {', '.join(f'`{k}`' for k in TOP_LEVEL)}")
 
     def _labels(self, statement: s.Labels) -> None:
         if "labels" in self.raw:
@@ -166,15 +177,16 @@ class _Builder:
         path = (group, name)
         if name in self.raw[group]:
             first = self.locations.key(path)
+            where = f"line {first.line}" if first.file == name_span.file else f"{first.file}:{first.line}"
             self.diagnostics.error(f"{group[:-1]} `{name}` is defined twice", name_span,
-                                   f"it is first defined at {first.file}:{first.line}:{first.col}; rename one")
+                                   f"it is first defined at {where}; rename one")
             return
         self.locations.record(path, span, name_span)
         self.raw[group][name] = value
 
     def _twice(self, what: str, span: Span, first: Span) -> None:
-        self.diagnostics.error(f"`{what}` is given twice", span,
-                               f"a spec has one `{what}`; the first is at {first.file}:{first.line}:{first.col}")
+        where = f"line {first.line}" if first.file == span.file else f"{first.file}:{first.line}"
+        self.diagnostics.error(f"`{what}` is given twice", span, f"a spec has one `{what}`; the first is at {where}")
 
     def _single_block(self, block: s.Block) -> None:
         path = (block.kind,)
@@ -185,11 +197,13 @@ class _Builder:
         body = self._body(block.entries, path)
         if block.kind == "method":
             if block.name is None:
+                self.failed.add("method")
                 self.diagnostics.error("the method block needs the method's name", block.kind_span,
                                        f"for example `method pet {{`; methods: {', '.join(m.METHOD_KINDS)}")
                 return
             if block.name not in m.METHOD_KINDS:
-                self.diagnostics.error(f"unknown method `{block.name}`", block.kind_span,
+                self.failed.add("method")
+                self.diagnostics.error(f"unknown method `{block.name}`", block.name_span,
                                        suggest(block.name, m.METHOD_KINDS)
                                        or f"methods: {', '.join(m.METHOD_KINDS)}")
                 return
@@ -206,7 +220,7 @@ class _Builder:
             return
         path = ("verbalizers", block.name)
         body = self._body(block.entries, path, mappings="words")
-        self._define("verbalizers", block.name, block.kind_span, block.span, body)
+        self._define("verbalizers", block.name, block.name_span, block.span, body)
 
     # ------------------------------------------------------------ bodies and values
 
@@ -218,6 +232,10 @@ class _Builder:
                 continue
             key, key_span = (entry.key, entry.key_span) if isinstance(entry, s.Attribute) \
                 else (entry.kind, entry.kind_span)
+            if mappings and key == mappings:
+                self._error(path + (key,), f"`{key}` cannot be set directly", key_span,
+                                       f'write each label\'s words as a mapping: `positive -> "great"`')
+                continue
             if key in out:
                 first = self.locations.key(path + (key,))
                 self.diagnostics.error(f"`{key}` is set twice", key_span,
@@ -261,8 +279,8 @@ class _Builder:
             return out
         if any(isinstance(v, s.Keyed) for v in values):
             keyed = next(v for v in values if isinstance(v, s.Keyed))
-            self.diagnostics.error("a list mixes named and plain values", keyed.span,
-                                   "either all values are named (`ce 0.9, mlm 0.1`) or none are")
+            self._error(path, "a list mixes named and plain values", keyed.span,
+                        "either all values are named (`ce 0.9, mlm 0.1`) or none are")
             return None
         for i, v in enumerate(values):
             self.locations.record(path + (i,), v.span)
@@ -277,9 +295,9 @@ class _Builder:
         path = ("templates", node.name)
         body = self._body(node.entries, path)
         for key in ("text", "target"):
-            if key in body and not isinstance(body[key], list):
-                self.diagnostics.error(f"a template's `{key}` is a string", self.locations.get(path + (key,)),
-                                       f'for example `{key} "{{{{ sentence }}}} It was [MASK]."`')
+            if key in body and not (isinstance(body[key], list) and all(isinstance(x, dict) for x in body[key])):
+                self._error(path + (key,), f"a template's `{key}` must be a string",
+                            self.locations.get(path + (key,)), f'for example `{key} "{{{{ sentence }}}} It was [MASK]."`')
         return body
 
     def _segments(self, text: s.TemplateText, path: Path_) -> list[dict]:
@@ -308,7 +326,8 @@ class _Builder:
             if len(f.args) > 1 or (f.args and f.args[0] not in ("head", "tail")):
                 self.diagnostics.error("`shorten` takes `head` or `tail`", f.span,
                                        "write `shorten` (cut the tail), `shorten(tail)` or `shorten(head)`")
-            out["shorten"] = f.args[0] if f.args else "tail"
+            else:
+                out["shorten"] = f.args[0] if f.args else "tail"
         elif f.args:
             self.diagnostics.error(f"the filter `{f.name}` takes no arguments", f.span,
                                    f"write `| {f.name}`")
@@ -329,13 +348,57 @@ class _Builder:
 
     def _report(self, item: dict, raw: dict) -> None:
         loc = _normalise(item["loc"])
+        if any(loc[:i] in self.reported for i in range(1, len(loc) + 1)):
+            return
+        if item["type"] == "missing" and len(loc) == 1 and loc[0] in self.failed:
+            return
+        if len(loc) > 2 and loc[-1] == "count" and loc[0] == "templates":
+            message, hint = _slot_count(item, loc, raw)
+            self.diagnostics.error(message, self.locations.get(loc), hint)
+            return
+        if item["type"] == "value_error" and "model_source" in item["msg"]:
+            self._model_sources(raw.get("model", {}))
+            return
         message, hint, use_key = _explain(item, loc, raw)
         span = self.locations.key(loc) if use_key else self.locations.get(loc)
         self.diagnostics.error(message, span, hint)
 
 
+    def _model_sources(self, model: dict) -> None:
+        given = [k for k in ("hub", "path", "gguf", "package") if k in model]
+        if not given:
+            self.diagnostics.error("the model has no source", self.locations.key(("model",)),
+                                   "give one of `hub`, `path`, `gguf` or `package`")
+        else:
+            self.diagnostics.error(f"the model has {len(given)} sources, `{given[0]}` and `{given[1]}`",
+                                   self.locations.key(("model", given[1])), "keep one of them")
+
+
+def _importable_path(path: Path) -> Path | None:
+    """The resolved path of an existing file, or None (missing, a folder, or not a possible name)."""
+    try:
+        path = path.resolve()
+        return path if path.is_file() else None
+    except (OSError, ValueError):
+        return None
+
+
+def _names_in(folder: Path) -> list[str]:
+    try:
+        return [p.name for p in folder.iterdir()]
+    except (OSError, ValueError):
+        return []
+
+
 def _plain(value: s.Atom | s.TemplateValue) -> Any:
     return value.value if isinstance(value, s.Atom) else "<template>"
+
+
+def _slot_count(item: dict, loc: tuple, raw: dict) -> tuple[str, str]:
+    segment = raw["templates"][loc[1]][loc[2]][loc[3]]
+    slot = f"[{segment['kind'].upper()}:{item['input']}]"
+    bounds = {"mask": "1 to 64", "soft": "1 to 1024"}[segment["kind"]]
+    return f"`{slot}` must hold {bounds} tokens", f"write [{segment['kind'].upper()}:2], for example"
 
 
 def is_library(file: s.File) -> bool:
@@ -385,6 +448,8 @@ def _coerce(value: Any, annotation) -> Any:
     """Wrap single values where the schema wants a list, recursively."""
     annotation = _unwrap(annotation)
     origin = typing.get_origin(annotation)
+    if annotation is bool and value in ("true", "false"):
+        return value == "true"
     if origin is list:
         items = value if isinstance(value, list) else [value]
         return [_coerce(v, typing.get_args(annotation)[0]) for v in items]
@@ -425,9 +490,9 @@ _TYPES = {"int_parsing": "a whole number", "int_type": "a whole number", "int_fr
           "bool_type": "`true` or `false`", "string_type": "a string or a name",
           "dict_type": "named values, like `loss ce 0.9, mlm 0.1`"}
 _BLOCK_HINTS = {
-    "data": 'add a block: `data {\\n  train "train.tsv"\\n  text sentence\\n}`',
-    "model": 'add a block: `model {\\n  hub "roberta-large"\\n}`',
-    "method": "add a block, for example `method zero_shot { }`",
+    "data": 'add a block such as `data { train "train.tsv" }` with a `text` column',
+    "model": 'add a block such as `model { hub "roberta-large" }`',
+    "method": "add a block such as `method zero_shot {}`",
 }
 
 
@@ -439,30 +504,52 @@ def _shown(value: Any) -> str:
 
 def _explain(item: dict, loc: tuple, raw: dict) -> tuple[str, str | None, bool]:
     """(message, hint, whether to point at the key) for one pydantic error."""
-    kind, name = item["type"], (loc[-1] if loc else "spec")
-    where = next((p for p in reversed(loc[:-1]) if isinstance(p, str)), None)
-    owner = _model_at(loc, raw)
-    described = owner.model_fields[name].description if owner and name in owner.model_fields else None
+    kind = item["type"]
+    item_of_list = bool(loc) and isinstance(loc[-1], int)
+    setting_loc = tuple(p for p in loc if not isinstance(p, int)) if item_of_list else loc
+    name = setting_loc[-1] if setting_loc else "spec"
+    where = next((p for p in reversed(setting_loc[:-1]) if isinstance(p, str)), None)
+    owner = _model_at(setting_loc, raw)
+    field = owner.model_fields.get(name) if owner else None
+    described = field.description if field else None
+    subject = f"each value of `{name}`" if item_of_list else f"`{name}`"
     if kind == "missing":
         if len(loc) == 1:
             return f"the spec has no `{name}` block", _BLOCK_HINTS.get(name), False
-        return f"`{where}` is missing `{name}`", (f"add `{name}`: {described}" if described else None), False
+        if loc[0] == "templates" and len(loc) == 3:
+            return f"template `{loc[1]}` has no `{name}`", f'add `{name} "..."`', True
+        return f"`{where}` is missing `{name}`", (f"add `{name}`: {described}" if described else None), True
     if kind == "extra_forbidden":
         valid = [f for f in (owner.model_fields if owner else []) if f != "kind"]
         hint = suggest(name, valid) or (f"the settings are: {', '.join(valid)}" if valid else None)
         return f"unknown setting `{name}` in `{where}`", hint, True
     if kind in _BOUNDS:
         bound = next(iter(item["ctx"].values()))
-        return f"`{name}` must be {_BOUNDS[kind]} {bound}, got {_shown(item['input'])}", described, False
+        bound = int(bound) if isinstance(bound, float) and bound.is_integer() else bound
+        return f"{subject} must be {_BOUNDS[kind]} {bound}, got {_shown(item['input'])}", described, False
     if kind == "enum":
         choices = [c.strip(" '") for c in item["ctx"]["expected"].replace(" or ", ", ").split(",")]
         hint = suggest(item["input"], choices) or f"choose one of: {', '.join(choices)}"
-        return f"`{name}` cannot be {_shown(item['input'])}", hint, False
+        return f"{subject} cannot be {_shown(item['input'])}", hint, False
     if kind in ("too_short", "too_long"):
-        return f"`{name}` needs {'at least' if kind == 'too_short' else 'at most'} " \
-               f"{item['ctx'].get('min_length', item['ctx'].get('max_length'))} value(s)", described, False
-    if kind == "value_error" and "model_source" in item["msg"]:
-        return ("the model needs exactly one source", "give one of `hub`, `path`, `gguf` or `package`", False)
+        count = item["ctx"].get("min_length", item["ctx"].get("max_length"))
+        return f"`{name}` needs {'at least' if kind == 'too_short' else 'at most'} {count} value(s)", described, False
+    if kind in ("model_type", "model_attributes_type", "dict_type") and field is not None:
+        example = _group_example(field.annotation)
+        return f"`{name}` is a group of settings", f"write `{name} {{ ... }}` or `{name} {example}`", False
+    if kind in ("list_type", "string_type") and isinstance(item["input"], dict):
+        return (f"`{name}` takes plain values, not `name value` pairs",
+                "separate the values with `,`: did you forget one?", False)
     if kind in _TYPES:
-        return f"`{name}` must be {_TYPES[kind]}, got {_shown(item['input'])}", described, False
-    return f"`{name}`: {item['msg']}", described, False
+        return f"{subject} must be {_TYPES[kind]}, got {_shown(item['input'])}", described, False
+    return f"`{name}` is not valid here", described, False
+
+
+def _group_example(annotation) -> str:
+    """`ce 1.0, mlm 0.0`: a one-line example of a settings group, from its defaults."""
+    model = _unwrap(annotation)
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return "key value"
+    pairs = [(k, f.default) for k, f in model.model_fields.items()
+             if isinstance(f.default, (int, float, str)) and not isinstance(f.default, bool)][:2]
+    return ", ".join(f"{k} {getattr(v, 'value', v)}" for k, v in pairs) or "key value"
