@@ -34,6 +34,14 @@ def suggest(word: str, choices) -> str | None:
     return f"did you mean `{close[0]}`?" if close else None
 
 
+def suggest_file(name: str, names) -> str | None:
+    """'did you mean `x`?' for file names: the stems are compared, not the shared extension."""
+    suffix = Path(name).suffix
+    stems = {Path(n).stem: n for n in names if Path(n).suffix == suffix}
+    close = difflib.get_close_matches(Path(name).stem, list(stems), n=1, cutoff=0.6)
+    return f"did you mean `{stems[close[0]]}`?" if close else None
+
+
 @dataclass
 class Locations:
     """Where each part of a spec was written: spec path → span of its value (and of its key)."""
@@ -94,6 +102,7 @@ class _Builder:
         self.locations = Locations()
         self.raw: dict[str, Any] = {"templates": {}, "verbalizers": {}}
         self.reported: set[Path_] = set()  # paths the builder already complained about
+        self.imported: set[Path] = set()  # files already read (a file imported twice is read once)
         self.failed: set[str] = set()  # top-level blocks given but unusable (no "missing block" error)
 
     def _error(self, path: Path_, message: str, span: Span, hint: str | None = None) -> None:
@@ -106,7 +115,7 @@ class _Builder:
     def file(self, file: s.File, source: Source, seen: tuple, imported: bool = False) -> None:
         if not imported:
             self.locations.record((), file.header_span or file.version.span)
-            self._version(file.version)
+        self._version(file.version)
         for statement in file.statements:
             if isinstance(statement, s.Import):
                 self._import(statement, source, seen)
@@ -131,9 +140,12 @@ class _Builder:
         if path is None:
             siblings = _names_in(source.directory / Path(statement.path).parent)
             self.diagnostics.error(f"cannot import `{statement.path}`: no such file", statement.span,
-                                   suggest(Path(statement.path).name, siblings)
+                                   suggest_file(Path(statement.path).name, siblings)
                                    or f"paths are relative to the spec's folder: {source.directory}")
             return
+        if path in self.imported:
+            return
+        self.imported.add(path)
         imported, diagnostics = read_source(path)
         if imported is not None:
             imported.path = str(source.directory / statement.path) if source.path != "<string>" else str(path)
@@ -207,9 +219,13 @@ class _Builder:
                                        suggest(block.name, m.METHOD_KINDS)
                                        or f"methods: {', '.join(m.METHOD_KINDS)}")
                 return
+            if "kind" in body:
+                self._error(path + ("kind",), "the method's kind is the block's name", self.locations.key(path + ("kind",)),
+                            f"remove `kind`; write `method {body['kind']} {{` to choose it")
             body["kind"] = block.name
         elif block.name is not None:
-            self.diagnostics.error(f"a `{block.kind}` block has no name", block.kind_span,
+            article = "an" if block.kind[0] in "aeiou" else "a"
+            self.diagnostics.error(f"{article} `{block.kind}` block has no name", block.name_span,
                                    f"write `{block.kind} {{` without `{block.name}`")
         self.raw[block.kind] = body
 
@@ -274,6 +290,9 @@ class _Builder:
         if all(isinstance(v, s.Keyed) for v in values):
             out = {}
             for v in values:
+                if v.key in out:
+                    self._error(path + (v.key,), f"`{v.key}` is given twice", v.span, "keep one")
+                    continue
                 self.locations.record(path + (v.key,), v.value.span, v.span)
                 out[v.key] = v.value.value
             return out
@@ -417,10 +436,10 @@ def _head_span(statement: s.Statement) -> Span:
 def _normalise(loc: tuple) -> tuple:
     """Drop pydantic's union tags from an error location: ('method', 'pet', 'epochs') → ('method', 'epochs')."""
     out: list = []
-    for part in loc:
-        if out == ["method"] and part in m.METHOD_KINDS:
+    for i, part in enumerate(loc):
+        if i == 1 and loc[0] == "method" and part in m.METHOD_KINDS:
             continue
-        if out and isinstance(out[-1], int) and part in SEGMENT_KINDS:
+        if out and isinstance(out[-1], int) and part in SEGMENT_KINDS and isinstance(loc[i - 1], int):
             continue
         out.append(part)
     return tuple(out)
@@ -445,7 +464,9 @@ def _unwrap(annotation):
 
 
 def _coerce(value: Any, annotation) -> Any:
-    """Wrap single values where the schema wants a list, recursively."""
+    """Wrap single values where the schema wants a list, recursively; `none` clears an optional setting."""
+    if value == "none" and typing.get_origin(annotation) is typing.Union and type(None) in typing.get_args(annotation):
+        return None
     annotation = _unwrap(annotation)
     origin = typing.get_origin(annotation)
     if annotation is bool and value in ("true", "false"):
@@ -518,11 +539,15 @@ def _explain(item: dict, loc: tuple, raw: dict) -> tuple[str, str | None, bool]:
             return f"the spec has no `{name}` block", _BLOCK_HINTS.get(name), False
         if loc[0] == "templates" and len(loc) == 3:
             return f"template `{loc[1]}` has no `{name}`", f'add `{name} "..."`', True
+        if loc[0] == "verbalizers" and name == "words":
+            return f"verbalizer `{loc[1]}` has no words", 'map each label to its words: `positive -> "great"`', True
         return f"`{where}` is missing `{name}`", (f"add `{name}`: {described}" if described else None), True
     if kind == "extra_forbidden":
         valid = [f for f in (owner.model_fields if owner else []) if f != "kind"]
         hint = suggest(name, valid) or (f"the settings are: {', '.join(valid)}" if valid else None)
-        return f"unknown setting `{name}` in `{where}`", hint, True
+        owner_name = f"{loc[0][:-1]} `{loc[1]}`" if loc[0] in ("templates", "verbalizers") and len(loc) == 3 \
+            else f"`{where}`"
+        return f"unknown setting `{name}` in {owner_name}", hint, True
     if kind in _BOUNDS:
         bound = next(iter(item["ctx"].values()))
         bound = int(bound) if isinstance(bound, float) and bound.is_integer() else bound

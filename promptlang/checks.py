@@ -171,10 +171,17 @@ def verbalizers_resolved(ctx: Context) -> None:
             continue
         if not names:
             ctx.error(f"template `{name}` has no verbalizer to map labels to words", ctx.key("templates", name),
-                      'define one: `verbalizer sentiment {\\n  positive -> "great"\\n}`')
+                      'define one: `verbalizer sentiment { positive -> "great" }`, a mapping per label')
         else:
+            how = "add `verbalizer NAME` to the template" if not _short(ctx, name) else \
+                f"write it as a block: `template {name} {{ text \"...\" verbalizer NAME }}`"
             ctx.error(f"template `{name}` does not say which verbalizer it uses", ctx.key("templates", name),
-                      f"add `verbalizer NAME` to the template; there are {len(names)}: {', '.join(names)}")
+                      f"{how}; there are {len(names)}: {', '.join(names)}")
+
+
+def _short(ctx: Context, name: str) -> bool:
+    """Whether a template was written in the one-line form (its key and its text start together)."""
+    return ctx.key("templates", name).line == ctx.at("templates", name, "text").line
 
 
 def _searches_words(ctx: Context) -> bool:
@@ -192,7 +199,7 @@ def verbalizer_labels(ctx: Context) -> None:
             if label not in labels:
                 ctx.error(f"verbalizer `{name}` has words for `{label}`, which is not a label",
                           ctx.key("verbalizers", name, "words", label),
-                          suggest(label, labels) or f"the labels are: {', '.join(labels)}")
+                          suggest(label, labels) or f"the labels are: {', '.join(dict.fromkeys(labels))}")
         for label in labels:
             if label not in verbalizer.words:
                 ctx.error(f"label `{label}` has no word in verbalizer `{name}`", ctx.key("verbalizers", name),
@@ -382,7 +389,7 @@ def method_settings(ctx: Context) -> None:
 
 
 def _labels_and_metrics(ctx: Context) -> None:
-    metrics = ctx.spec.evaluate.metrics
+    metrics = ctx.spec.evaluate.metrics or []
     if not ctx.spec.labels and not ctx.generation:
         ctx.error("the spec declares no labels", ctx.at(), "declare them: `labels negative, positive`")
     classification = {m.Metric.accuracy, m.Metric.macro_f1, m.Metric.mcc}

@@ -174,7 +174,9 @@ def _dump(args: argparse.Namespace) -> int:
     from promptlang.api import analyze
     from promptlang.syntax import to_data
 
-    analysis = analyze(Path(spec_files([args.path])[0]))
+    if not Path(args.path).is_file():
+        raise UsageError(f"not a spec file: {args.path} (dump takes one file)")
+    analysis = analyze(Path(args.path))
     if args.stage == "nodes" and analysis.nodes is not None:
         print(json.dumps(to_data(analysis.nodes), indent=2, ensure_ascii=False))
         return EXIT_OK

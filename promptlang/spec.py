@@ -324,7 +324,8 @@ PROMPT_METHODS = ("zero_shot", "in_context", "prompt_finetune", "pet", "ipet")
 
 
 class Evaluation(_Model):
-    metrics: list[Metric] = Field([Metric.accuracy], min_length=1, description="metrics reported on test")
+    metrics: Optional[list[Metric]] = Field(
+        None, min_length=1, description="metrics on test; default: accuracy and macro-F1, or exact match for text generation")
     output: Optional[str] = Field(None, description="directory for results, relative to the spec")
 
 

@@ -115,6 +115,8 @@ def _bad_character(error: UnexpectedCharacters, text: str, template: bool):
         end = line_end if line_end >= 0 else len(text)
         return ("this string is never closed",
                 'end it with `"` on the same line, or use `"""` for text over several lines', (at, end))
+    if char == "'":
+        return "unexpected character `'`", 'strings are written in double quotes: `"adamw"`', (at, at + 1)
     if char in "=:":
         return (f"unexpected {_describe_char(char)}",
                 "write a setting as its name and value, without `=` or `:`: `learning_rate 1e-5`", (at, at + 1))
@@ -177,6 +179,10 @@ def _spec_token(error: UnexpectedToken, text: str):
         return _bad_character(UnexpectedCharacters(text, token.start_pos, 0, 0), text, False)
     where = _token_range(token, text)
     found = _found(token)
+    if token.type == "NUMBER" and re.match(r"\w", text[token.end_pos:token.end_pos + 1]):
+        word = re.match(r"[\w.+-]+", text[token.start_pos:]).group(0)
+        return f"`{word}` is not a number", "write numbers in full, like `16000` or `1e-5`", (
+            token.start_pos, token.start_pos + len(word))
     if "PROMPTLANG" in expected:
         return _not_a_spec(text, _first_statement_offset(text))
     if expected == {"NUMBER"} and _previous_word(text, where[0]) == "promptlang":

@@ -7,38 +7,12 @@ labels whose words share a first token, templates that leave no room for input.
 
 from __future__ import annotations
 
-import importlib
-from pathlib import Path
-
 from promptlang import spec as m
 from promptlang.builder import Built
 from promptlang.checks import Context
 from promptlang.diagnostics import Diagnostics
-
-
-def load_tokenizer(model: m.Model, directory: Path):
-    """The tokenizer of a spec's model (or its `tokenizer` override), loaded with transformers.
-
-    Raises:
-        OSError, ValueError, ImportError: it cannot be loaded (offline, missing files).
-    """
-    from transformers import AutoTokenizer
-
-    if model.tokenizer:
-        local = directory / model.tokenizer
-        return AutoTokenizer.from_pretrained(str(local) if local.exists() else model.tokenizer)
-    kind, value = model.source
-    if kind == "hub":
-        return AutoTokenizer.from_pretrained(value)
-    if kind == "path":
-        return AutoTokenizer.from_pretrained(str(directory / value))
-    if kind == "gguf":
-        path = directory / value
-        return AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
-    package = importlib.import_module(value.replace("-", "_"))
-    if hasattr(package, "get_model_path"):
-        return AutoTokenizer.from_pretrained(str(package.get_model_path()))
-    raise ValueError(f"the package `{value}` has no `get_model_path()` to find its tokenizer")
+from promptlang.models import load_tokenizer
+from promptlang.tokens import word_tokens
 
 
 def check_tokenization(built: Built, tokenizer=None) -> Diagnostics:
@@ -55,7 +29,7 @@ def check_tokenization(built: Built, tokenizer=None) -> Diagnostics:
                   built.directory)
     if tokenizer is None:
         try:
-            tokenizer = load_tokenizer(built.spec.model, built.directory)
+            tokenizer = load_tokenizer(built.spec.model, built.directory)  # converts a GGUF model once
         except Exception as error:  # transformers raises many kinds; all mean "cannot load"
             ctx.warning(f"cannot load the tokenizer, so the tokenizer checks did not run: {_first_line(error)}",
                         ctx.key("model"), "check the model source, or set `tokenizer` to a local tokenizer")
@@ -69,23 +43,6 @@ def _first_line(error: Exception) -> str:
     """The first line of an error's message (transformers' can run to many), or its type."""
     text = str(error).strip().splitlines()
     return text[0].strip() if text else type(error).__name__
-
-
-def word_tokens(tokenizer, word: str, context: str = "") -> list[int]:
-    """Token ids of `word` as it appears after `context` (the template text before the mask).
-
-    The word's tokens are those `context + word` has beyond the tokens of the context
-    without its trailing spaces, so that the space before the word goes with the word,
-    as BPE and SentencePiece write it (" great" → Ġgreat, ▁great): tokenized alone,
-    "It was " ends in a token of its own for that space (It Ġwas Ġ). If that is not a
-    prefix, the whole context is tried; if neither is (a token spans the seam), the word alone.
-    """
-    joined = tokenizer(context + word, add_special_tokens=False)["input_ids"]
-    for before_text in dict.fromkeys((context.rstrip(" "), context)):
-        before = tokenizer(before_text, add_special_tokens=False)["input_ids"] if before_text else []
-        if joined[: len(before)] == before and len(joined) > len(before):
-            return joined[len(before):]
-    return tokenizer(word, add_special_tokens=False)["input_ids"]
 
 
 def _check_template(ctx: Context, name: str, template: m.Template, tokenizer) -> None:

@@ -25,7 +25,8 @@ from promptlang.builder import build  # noqa: E402
 from promptlang.cli import main  # noqa: E402
 from promptlang.parser import parse  # noqa: E402
 from promptlang.source import Source, Span  # noqa: E402
-from promptlang.tokenizer_checks import check_tokenization, word_tokens  # noqa: E402
+from promptlang.tokenizer_checks import check_tokenization  # noqa: E402
+from promptlang.tokens import word_tokens  # noqa: E402
 
 pytestmark = pytest.mark.tokenizer
 
@@ -452,7 +453,7 @@ def _reason(target: str) -> str:
     return str(raised.value).strip().splitlines()[0].strip()
 
 
-NO_MODEL = "the package `promptlang` has no `get_model_path()` to find its tokenizer"
+NO_MODEL = "the package `promptlang` has neither `get_model_path()` nor `assemble()`"
 
 
 @pytest.mark.parametrize("model, loads", [
