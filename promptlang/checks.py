@@ -55,15 +55,9 @@ class Context:
     def method(self):
         return self.spec.method
 
-    @cached_property
+    @property
     def patterns(self) -> list[str]:
-        """The templates the method uses (all but the demonstration template, by default)."""
-        if self.method.kind == "finetune":
-            return []
-        if self.method.patterns:
-            return [p for p in self.method.patterns if p in self.spec.templates]
-        demo = self.spec.demonstrations.template if self.spec.demonstrations else None
-        return [name for name in self.spec.templates if name != demo]
+        return self.spec.patterns
 
     @cached_property
     def columns(self) -> list[str] | None:

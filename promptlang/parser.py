@@ -58,7 +58,7 @@ def parse(source: Source | str, path: str = "<string>") -> tuple[s.File | None, 
     try:
         tree = lark_parser().parse(source.text, start="spec")
     except UnexpectedInput as error:
-        for start, message, hint, (begin, end) in _all_syntax_errors(source, error):
+        for message, hint, (begin, end) in _all_syntax_errors(source, error):
             diagnostics.error(message, source.span(begin, end), hint)
         return None, diagnostics
     builder = _NodeBuilder(source, diagnostics)
@@ -86,7 +86,7 @@ def parse_template(source: Source, raw: str, offset: int, diagnostics: Diagnosti
 def _all_syntax_errors(source: Source, first: UnexpectedInput):
     """The first error, then one more per top-level statement that does not parse."""
     message, hint, where = describe(first, source.text)
-    yield "spec", message, hint, where
+    yield message, hint, where
     if message == NOT_A_SPEC:
         return
     reported_until = where[1]
@@ -99,7 +99,7 @@ def _all_syntax_errors(source: Source, first: UnexpectedInput):
         except UnexpectedInput as error:
             message, hint, where = describe(error, padded)
             if where[0] >= reported_until:
-                yield "statements", message, hint, where
+                yield message, hint, where
                 reported_until = max(where[1], end)
 
 

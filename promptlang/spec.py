@@ -345,6 +345,16 @@ class Spec(_Model):
     method: Method
     evaluate: Evaluation = Field(default_factory=Evaluation)
 
+    @property
+    def patterns(self) -> list[str]:
+        """The templates the method uses: its `patterns`, else all but the demonstration template."""
+        if self.method.kind == "finetune":
+            return []
+        if self.method.patterns:
+            return [name for name in self.method.patterns if name in self.templates]
+        demo = self.demonstrations.template if self.demonstrations else None
+        return [name for name in self.templates if name != demo]
+
 
 class Library(_Model):
     """A file of shared definitions, meant to be imported: templates and verbalizers only."""
