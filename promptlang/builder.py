@@ -388,6 +388,9 @@ class _Builder:
         if not given:
             self.diagnostics.error("the model has no source", self.locations.key(("model",)),
                                    "give one of `hub`, `path`, `gguf` or `package`")
+        elif len(given) == 1:
+            self.diagnostics.error(f"the model's `{given[0]}` is empty", self.locations.get(("model", given[0])),
+                                   "write the model's name or path between the quotes")
         else:
             self.diagnostics.error(f"the model has {len(given)} sources, `{given[0]}` and `{given[1]}`",
                                    self.locations.key(("model", given[1])), "keep one of them")

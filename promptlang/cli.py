@@ -86,6 +86,17 @@ def _parser() -> argparse.ArgumentParser:
     dump.add_argument("--stage", choices=["nodes", "spec"], default="spec", help="which stage's output")
     dump.set_defaults(run=_dump)
 
+    run = commands.add_parser(
+        "run", help="train and evaluate a spec (needs the train extra)",
+        description="Compile a spec, run every stage (train, evaluate), print a results table and write the "
+                    "output directory: compiled spec, plan, verbalizer, metrics, predictions, log, model.")
+    run.add_argument("path", metavar="SPEC", help="a spec file")
+    run.add_argument("--out", metavar="DIR", help="output directory (default: the spec's `output`, else results/NAME)")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a setting, e.g. --set method.steps=10 --set data.seeds=13,21")
+    run.add_argument("-q", "--quiet", action="store_true", help="no progress, only the results table")
+    run.set_defaults(run=_run)
+
     schema = commands.add_parser("schema", help="print the JSON Schema of the spec model",
                                  description="Print the JSON Schema of a validated spec.")
     schema.set_defaults(run=_schema)
@@ -185,6 +196,23 @@ def _dump(args: argparse.Namespace) -> int:
         return EXIT_OK
     print(render_text(analysis.diagnostics))
     return EXIT_PROBLEMS
+
+
+def _run(args: argparse.Namespace) -> int:
+    from promptlang.diagnostics import SpecError
+    from promptlang.runner import run
+
+    if not Path(args.path).is_file():
+        raise UsageError(f"not a spec file: {args.path}")
+    try:
+        results = run(Path(args.path), args.out, args.overrides, args.quiet)
+    except SpecError as error:
+        print(render_text(error.diagnostics))
+        return EXIT_PROBLEMS
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    print(results.table())
+    return EXIT_OK
 
 
 def _schema(args: argparse.Namespace) -> int:

@@ -113,6 +113,7 @@ class Data(_Model):
     shots: Optional[int] = Field(None, ge=1, description="K: training examples sampled per label")
     dev_shots: Optional[int] = Field(None, ge=1, description="dev examples sampled per label from the rest of train")
     unlabeled_size: Optional[int] = Field(None, ge=1, description="how many unlabelled examples to use")
+    test_size: Optional[int] = Field(None, ge=1, description="evaluate on this many test examples (a seeded sample)")
     seeds: list[int] = Field([13], min_length=1, description="sampling seeds; one few-shot split per seed")
 
 

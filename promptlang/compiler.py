@@ -1,0 +1,184 @@
+"""Compile: spec + tokenizer → `Plan` (patterns as token ids, and the stage graph with its work)."""
+
+from __future__ import annotations
+
+import math
+
+from promptlang import plan as p
+from promptlang import spec as m
+from promptlang.tokens import piece_ids, special_tokens, word_tokens
+
+TRAINED = ("finetune", "prompt_finetune", "pet", "ipet")
+
+
+def tokenizer_info(tokenizer) -> p.Tokenizer:
+    """The plan's view of a tokenizer."""
+    prefix, suffix = special_tokens(tokenizer)
+    return p.Tokenizer(
+        name=getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__,
+        vocab_size=len(tokenizer),
+        prefix=prefix,
+        suffix=suffix,
+        mask_id=tokenizer.mask_token_id,
+        pad_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0),
+        sep_id=tokenizer.sep_token_id,
+        unk_id=tokenizer.unk_token_id,
+    )
+
+
+def _segments(template: m.Template) -> list:
+    """The input's segments: a T5 prefix (as text) and the template text."""
+    segments = list(template.text)
+    if template.prefix:
+        segments.insert(0, m.TextSegment(text=template.prefix))
+    return segments
+
+
+def compile_pieces(segments: list, tokenizer, mask_count: int) -> list[p.Piece]:
+    """Template segments → pieces with token ids.
+
+    Whitespace at the end of a text piece belongs to what follows it (a field gets a
+    leading space, label words at a mask are tokenized after it), as BPE and
+    SentencePiece attach a space to the next word.
+    """
+    pieces: list[p.Piece] = []
+    for i, segment in enumerate(segments):
+        following = segments[i + 1] if i + 1 < len(segments) else None
+        if segment.kind == "text":
+            text = segment.text
+            if following is not None and following.kind in ("field", "mask") and text.rstrip(" ") != text:
+                text = text.rstrip(" ")
+                if following.kind == "field" and "add_space" not in following.transforms:
+                    segments[i + 1] = following = following.model_copy(
+                        update={"transforms": ["add_space", *following.transforms]})
+            pieces.append(p.Piece(kind="text", text=text, ids=piece_ids(tokenizer, text, first=not pieces)))
+        elif segment.kind == "field":
+            pieces.append(p.Piece(kind="field", name=segment.name,
+                                  transforms=[t.value if hasattr(t, "value") else t for t in segment.transforms],
+                                  shorten=segment.shorten.value if segment.shorten else None))
+        elif segment.kind == "mask":
+            pieces.append(p.Piece(kind="mask", count=segment.count or mask_count))
+        elif segment.kind == "soft":
+            pieces.append(p.Piece(kind="soft", count=segment.count))
+        else:
+            pieces.append(p.Piece(kind=segment.kind))
+    return pieces
+
+
+def _mask_context(segments: list) -> str:
+    """The text just before the first mask (for tokenizing label words in place)."""
+    for i, segment in enumerate(segments):
+        if segment.kind == "mask":
+            previous = segments[i - 1] if i else None
+            return previous.text if previous is not None and previous.kind == "text" else ""
+    return ""
+
+
+def compile_label_words(verbalizer: m.Verbalizer, labels: list[str], tokenizer, context: str) -> list[p.LabelWords]:
+    return [p.LabelWords(label=label, words=verbalizer.words[label],
+                         ids=[word_tokens(tokenizer, word, context) for word in verbalizer.words[label]])
+            for label in labels]
+
+
+def compile_pattern(spec: m.Spec, name: str, tokenizer) -> p.Pattern:
+    """One template (with its verbalizer) compiled against a tokenizer."""
+    template = spec.templates[name]
+    verbalizer = _verbalizer(spec, template)
+    segments = _segments(template)
+    in_target = template.target is not None and not any(s.kind == "mask" for s in segments)
+    context = _mask_context(template.target if in_target else segments)
+    labels = compile_label_words(verbalizer, spec.labels, tokenizer, context) if verbalizer else []
+    longest = max((len(ids) for lw in labels for ids in lw.ids), default=1)
+    slot = next((s for s in (template.target if in_target else segments) if s.kind == "mask"), None)
+    mask_count = 0 if slot is None else (slot.count or longest)
+    return p.Pattern(
+        name=name,
+        pieces=compile_pieces(segments, tokenizer, mask_count),
+        target=compile_pieces(list(template.target), tokenizer, mask_count) if template.target else None,
+        labels=labels,
+        mask_count=mask_count,
+        aggregate=verbalizer.aggregate.value if verbalizer else "mean",
+    )
+
+
+def _verbalizer(spec: m.Spec, template: m.Template) -> m.Verbalizer | None:
+    if template.verbalizer:
+        return spec.verbalizers[template.verbalizer]
+    return next(iter(spec.verbalizers.values()), None)
+
+
+# ---------------------------------------------------------------- the stage graph
+
+
+def _steps(method, n_train: int) -> int:
+    per_step = method.batch_size * method.grad_accum
+    if method.steps:
+        return method.steps
+    return (method.epochs or 1) * max(1, math.ceil(n_train / per_step))
+
+
+def _passes(pattern: p.Pattern | None, family: str, n: int, batch: int) -> int:
+    """Forward passes to score `n` examples."""
+    if n == 0:
+        return 0
+    if pattern is None:
+        return math.ceil(n / batch)
+    words = sum(len(lw.ids) for lw in pattern.labels) or 1
+    if family == "masked":
+        multi = pattern.mask_count > 1
+        return math.ceil(n * (words if multi else 1) / batch) * (pattern.mask_count if multi else 1)
+    single = all(len(ids) == 1 for lw in pattern.labels for ids in lw.ids)
+    return math.ceil(n * (1 if single and family == "causal" else words) / batch)
+
+
+def stages(spec: m.Spec, patterns: dict[str, p.Pattern], family: str,
+           splits: dict[int, dict[str, int]]) -> list[p.Stage]:
+    """The stage graph: for each data sample, each pattern and each seed, train (if the method trains) → evaluate."""
+    method = spec.method
+    kind = method.kind
+    out: list[p.Stage] = []
+    data_seeds = list(splits) if kind not in ("zero_shot",) else list(splits)[:1]
+    names = list(patterns) or [None]
+    for data_seed in data_seeds:
+        counts = splits[data_seed]
+        for name in names:
+            pattern = patterns.get(name) if name else None
+            seeds = method.seeds if kind in TRAINED else [None]
+            for seed in seeds:
+                tag = "/".join(str(x) for x in (f"d{data_seed}", name or "head", f"s{seed}" if seed is not None else None) if x)
+                needs: list[str] = []
+                if kind in TRAINED:
+                    steps = _steps(method, counts["train"])
+                    epochs = max(1, math.ceil(steps * method.batch_size * method.grad_accum / max(counts["train"], 1)))
+                    dev_passes = epochs * _passes(pattern, family, counts["dev"], method.eval_batch_size)
+                    out.append(p.Stage(id=f"train/{tag}", kind="train", method=kind, pattern=name, data_seed=data_seed,
+                                       seed=seed, work=p.Work(models_trained=1, optimizer_steps=steps,
+                                                              forward_passes=steps * method.grad_accum + dev_passes,
+                                                              examples_read=steps * method.batch_size * method.grad_accum
+                                                              + epochs * counts["dev"])))
+                    needs.append(f"train/{tag}")
+                if getattr(method, "calibrate", False):
+                    out.append(p.Stage(id=f"calibrate/{tag}", kind="calibrate", method=kind, pattern=name,
+                                       data_seed=data_seed, needs=list(needs),
+                                       work=p.Work(forward_passes=_passes(pattern, family, 1, 1), examples_read=1)))
+                    needs.append(f"calibrate/{tag}")
+                batch = method.eval_batch_size
+                out.append(p.Stage(id=f"evaluate/{tag}", kind="evaluate", method=kind, pattern=name,
+                                   data_seed=data_seed, seed=seed, needs=needs,
+                                   work=p.Work(forward_passes=_passes(pattern, family, counts["test"], batch),
+                                               examples_read=counts["test"])))
+    return out
+
+
+def compile_plan(spec: m.Spec, tokenizer, family: str, splits: dict[int, dict[str, int]]) -> p.Plan:
+    """The whole plan.
+
+    Args:
+        spec: a checked spec.
+        tokenizer: the model's tokenizer (a transformers tokenizer).
+        family: masked, causal or seq2seq.
+        splits: examples per split for each data seed.
+    """
+    patterns = {name: compile_pattern(spec, name, tokenizer) for name in spec.patterns}
+    return p.Plan(spec=spec, family=family, tokenizer=tokenizer_info(tokenizer), patterns=patterns,
+                  splits=splits, stages=stages(spec, patterns, family, splits))

@@ -1,0 +1,230 @@
+"""`promptlang run`: compile a spec, execute its stages, and write the results atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from promptlang import metrics as metric_fns
+from promptlang import spec as m
+from promptlang.api import analyze
+from promptlang.compiler import compile_plan
+from promptlang.data import DataError, load_splits
+from promptlang.diagnostics import Diagnostics, SpecError
+from promptlang.models import cache_dir, load_model, load_tokenizer
+from promptlang.runtime import METHODS, RunError, Session
+from promptlang.source import Source
+
+NOT_YET = {"pet": "PET's ensembles and distillation", "ipet": "iPET"}
+
+
+def parse_override(text: str):
+    """`key.path=value` → (("key", "path"), value), the value read as a number, bool, list or text."""
+    if "=" not in text:
+        raise ValueError(f"`--set {text}`: write KEY=VALUE, like `method.steps=10`")
+    key, value = text.split("=", 1)
+
+    def read(item: str):
+        for convert in (int, float):
+            try:
+                return convert(item)
+            except ValueError:
+                pass
+        return {"true": True, "false": False, "none": None}.get(item, item)
+
+    parsed = [read(v.strip()) for v in value.split(",")] if "," in value else read(value.strip())
+    return tuple(key.split(".")), parsed
+
+
+def apply_overrides(spec: m.Spec, overrides: list[str]) -> m.Spec:
+    """The spec with `--set` overrides applied and validated again."""
+    data = spec.model_dump(mode="json")
+    for text in overrides:
+        path, value = parse_override(text)
+        node = data
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = [value] if isinstance(node.get(path[-1]), list) and not isinstance(value, list) else value
+    return m.Spec.model_validate(data)
+
+
+def load_checked(path: Path, overrides: list[str]) -> tuple[m.Spec, Source]:
+    """The validated spec of a file, or SpecError with every diagnostic."""
+    analysis = analyze(path)
+    if not analysis.ok or not isinstance(analysis.spec, m.Spec):
+        raise SpecError(analysis.diagnostics)
+    return apply_overrides(analysis.spec, overrides) if overrides else analysis.spec, analysis
+
+
+def spec_error(analysis, message: str, path: tuple, hint: str | None = None) -> SpecError:
+    """A runtime problem as a located diagnostic on the spec line that caused it."""
+    diagnostics = Diagnostics(sources={analysis.source.path: analysis.source})
+    diagnostics.error(message, analysis.locations.get(path), hint)
+    return SpecError(diagnostics)
+
+
+@dataclass
+class Row:
+    stage: str
+    data_seed: int
+    pattern: str | None
+    seed: int | None
+    metrics: dict[str, float]
+    dev: float | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class Results:
+    rows: list[Row] = field(default_factory=list)
+
+    def summary(self) -> dict[str, dict[str, dict[str, float]]]:
+        """Pattern → metric → mean and std over data seeds and seeds."""
+        out: dict[str, dict[str, dict[str, float]]] = {}
+        for pattern in dict.fromkeys(r.pattern or "head" for r in self.rows):
+            rows = [r for r in self.rows if (r.pattern or "head") == pattern]
+            out[pattern] = {}
+            for metric in rows[0].metrics:
+                values = [r.metrics[metric] for r in rows]
+                out[pattern][metric] = {"mean": statistics.fmean(values),
+                                        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+                                        "runs": len(values)}
+        return out
+
+    def table(self) -> str:
+        lines = []
+        for row in self.rows:
+            scores = "  ".join(f"{k} {v:.4f}" for k, v in row.metrics.items())
+            lines.append(f"  {row.stage:<40} {scores}  ({row.seconds:.0f} s)")
+        lines.append("")
+        for pattern, values in self.summary().items():
+            scores = "  ".join(f"{k} {v['mean'] * 100:.1f} ± {v['std'] * 100:.1f}" for k, v in values.items())
+            lines.append(f"  {pattern:<20} {scores}  over {next(iter(values.values()))['runs']} run(s)")
+        return "\n".join(lines)
+
+
+def output_dir(spec: m.Spec, spec_path: Path, out: str | None) -> Path:
+    if out:
+        return Path(out)
+    if spec.evaluate.output:
+        return spec_path.parent / spec.evaluate.output
+    return Path("results") / spec_path.stem
+
+
+def run(spec_path: Path, out: str | None = None, overrides: list[str] = (), quiet: bool = False) -> Results:
+    """Run a spec end to end and write its artifact directory.
+
+    Raises:
+        SpecError: the spec has errors, or running it found one (located at its spec line).
+    """
+    spec, analysis = load_checked(spec_path, list(overrides))
+    log_lines: list[str] = []
+
+    def log(text: str) -> None:
+        log_lines.append(text)
+        if not quiet:
+            print(text, file=sys.stderr, flush=True)
+
+    if spec.method.kind in NOT_YET:
+        raise spec_error(analysis, f"`{spec.method.kind}` cannot run yet: {NOT_YET[spec.method.kind]} "
+                                   f"are not built", ("method",), "run one pattern with `method prompt_finetune`")
+    if getattr(spec.method, "label_word_search", None) or getattr(spec.method, "template_search", None):
+        raise spec_error(analysis, "LM-BFF's automatic search cannot run yet", ("method",),
+                         "remove `label_word_search` and `template_search` to train the templates as written")
+    if spec.demonstrations and spec.demonstrations.select is m.Selection.similar:
+        raise spec_error(analysis, "`select similar` cannot run yet", ("demonstrations", "select"),
+                         "use `select random`")
+    directory = spec_path.parent
+    started = time.time()
+    log(f"promptlang run {spec_path}: {spec.method.kind}")
+    try:
+        splits = {seed: load_splits(spec, directory, seed) for seed in spec.data.seeds}
+    except DataError as error:
+        raise spec_error(analysis, str(error), error.path) from None
+    tokenizer = load_tokenizer(spec.model, directory)
+    model, family = load_model(spec.model, directory)
+    plan = compile_plan(spec, tokenizer, family, {seed: s.counts() for seed, s in splits.items()})
+    total = plan.total()
+    log(f"  model: {model.config.model_type} ({family}), {sum(x.numel() for x in model.parameters()) / 1e6:.0f}M "
+        f"parameters; {len(plan.stages)} stages, {total.optimizer_steps} optimizer steps, "
+        f"{total.forward_passes} forward passes")
+    session = Session(plan, tokenizer, model, cache_dir(), log)
+    method = METHODS[spec.method.kind]
+    results, outcomes = Results(), []
+    for stage in plan.stages:
+        if stage.kind != "evaluate":
+            continue
+        log(f"  {stage.id} ...")
+        session.reset(stage.seed if stage.seed is not None else stage.data_seed)
+        began = time.time()
+        try:
+            outcome = method(session, splits[stage.data_seed], stage.pattern, stage.seed)
+        except RunError as error:
+            raise spec_error(analysis, str(error), error.path, error.hint) from None
+        scores = metric_fns.compute(spec.evaluate.metrics or list(metric_fns.CLASSIFICATION),
+                                    outcome.labels, outcome.probabilities)
+        results.rows.append(Row(stage.id, stage.data_seed, stage.pattern, stage.seed, scores, outcome.dev,
+                                time.time() - began))
+        outcomes.append((stage, outcome))
+        log(f"  {stage.id}: " + "  ".join(f"{k} {v:.4f}" for k, v in scores.items()))
+    log(f"done in {time.time() - started:.0f} s")
+    write_artifact(output_dir(spec, spec_path, out), plan, session, results, outcomes, splits, log_lines)
+    return results
+
+
+def write_artifact(target: Path, plan, session: Session, results: Results, outcomes, splits, log_lines) -> None:
+    """Write the run's directory next to its final place, then move it there in one step."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.partial-"))
+    try:
+        (staging / "spec.json").write_text(plan.spec.model_dump_json(indent=2), encoding="utf-8")
+        (staging / "plan.json").write_text(plan.model_dump_json(indent=2), encoding="utf-8")
+        (staging / "verbalizer.json").write_text(json.dumps(_verbalizers(plan, session.tokenizer), indent=2,
+                                                            ensure_ascii=False), encoding="utf-8")
+        (staging / "metrics.json").write_text(json.dumps(
+            {"runs": [r.__dict__ for r in results.rows], "summary": results.summary()}, indent=2), encoding="utf-8")
+        _write_predictions(staging / "predictions.tsv", plan, outcomes, splits)
+        (staging / "log.txt").write_text("\n".join(log_lines) + "\n", encoding="utf-8")
+        (staging / "predictor.json").write_text(json.dumps(_predictor(plan), indent=2), encoding="utf-8")
+        session.tokenizer.save_pretrained(staging / "model")
+        session.model.save_pretrained(staging / "model", safe_serialization=True)
+        if target.exists():
+            old = target.with_name(f".{target.name}.old-{os.getpid()}")
+            os.replace(target, old)
+            os.replace(staging, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _verbalizers(plan, tokenizer) -> dict:
+    return {name: {lw.label: [{"word": w, "ids": ids, "tokens": tokenizer.convert_ids_to_tokens(ids)}
+                              for w, ids in zip(lw.words, lw.ids)] for lw in pattern.labels}
+            for name, pattern in plan.patterns.items()}
+
+
+def _predictor(plan) -> dict:
+    return {"method": plan.spec.method.kind, "family": plan.family,
+            "pattern": next(iter(plan.patterns), None), "labels": plan.spec.labels}
+
+
+def _write_predictions(path: Path, plan, outcomes: list[tuple], splits) -> None:
+    labels = plan.spec.labels
+    with open(path, "w", encoding="utf-8") as out:
+        out.write("\t".join(["stage", "index", "gold", "predicted", *[f"p_{x}" for x in labels]]) + "\n")
+        for stage, outcome in outcomes:
+            for i, (gold, probs) in enumerate(zip(outcome.labels, outcome.probabilities)):
+                predicted = labels[int(np.argmax(probs))]
+                gold_name = labels[gold] if gold >= 0 else ""
+                out.write("\t".join([stage.id, str(i), gold_name, predicted, *[f"{x:.6f}" for x in probs]]) + "\n")

@@ -1,0 +1,308 @@
+"""Runtime: a loaded model and tokenizer, label scoring per family, and the methods that use them.
+
+A method is a function in `METHODS`: (session, splits, pattern name, seed) → `Outcome`,
+the label probabilities on test. Zero-shot (optionally calibrated), in-context,
+prompt-based fine-tuning (with PET's auxiliary MLM loss) and standard fine-tuning with a
+classification head all share the encoding and scoring below.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from promptlang import plan as p
+from promptlang import scoring
+from promptlang import spec as m
+from promptlang.compiler import compile_pattern
+from promptlang.data import Example, Splits
+from promptlang.pipeline import Encoded, encode_cached
+from promptlang.training import History, fit
+
+
+class RunError(Exception):
+    """A problem found while running, tied to the spec setting that caused it."""
+
+    def __init__(self, message: str, path: tuple = (), hint: str | None = None):
+        super().__init__(message)
+        self.path, self.hint = path, hint
+
+
+@dataclass
+class Session:
+    """A model, its tokenizer and the compiled plan, ready to run stages."""
+
+    plan: p.Plan
+    tokenizer: object
+    model: torch.nn.Module
+    cache: Path | None = None
+    log: Callable[[str], None] = print
+    initial: dict = field(default_factory=dict)
+
+    @property
+    def spec(self) -> m.Spec:
+        return self.plan.spec
+
+    @property
+    def family(self) -> str:
+        return self.plan.family
+
+    def reset(self, seed: int) -> None:
+        """Back to the pretrained weights, with every random generator seeded."""
+        if not self.initial:
+            self.initial = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        else:
+            self.model.load_state_dict(self.initial)
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+
+    def encode(self, pattern: p.Pattern, examples: list[Example], max_length: int,
+               demos: list[list[int]] | None = None) -> Encoded:
+        return encode_cached(self.cache, pattern, examples, self.tokenizer, self.plan.tokenizer, max_length,
+                             self.spec.labels, self.family, demos)
+
+
+@dataclass
+class Outcome:
+    """A method's result for one (data seed, pattern, seed): label probabilities on test."""
+
+    probabilities: np.ndarray  # (N, C)
+    labels: list[int]
+    history: History | None = None
+    dev: float | None = None
+
+
+# ---------------------------------------------------------------- scoring
+
+
+def _sentinels(session: Session) -> tuple[int, int] | None:
+    ids = session.tokenizer.convert_tokens_to_ids(["<extra_id_0>", "<extra_id_1>"])
+    return None if any(i is None or i == session.plan.tokenizer.unk_id for i in ids) else tuple(ids)
+
+
+def label_scores(session: Session, pattern: p.Pattern, encoded: Encoded, rows: list[int],
+                 train: bool = False, soft: scoring.SoftPrompt | None = None) -> torch.Tensor:
+    """Label log-scores (B, C) for some encoded examples; differentiable when `train`."""
+    pad = session.plan.tokenizer.pad_id
+    method = session.spec.method
+    if session.family == "masked":
+        if train or pattern.mask_count <= 1 or method.decoding is m.Decoding.parallel:
+            return scoring.masked_parallel(session.model, pattern, encoded, rows, pad, soft)
+        return scoring.masked_greedy(session.model, pattern, encoded, rows, pad, method.eval_batch_size, soft)
+    if session.family == "causal":
+        return scoring.causal_scores(session.model, pattern, encoded, rows, pad,
+                                     len(session.plan.tokenizer.suffix), soft)
+    eos = session.tokenizer.eos_token_id
+    sentinels = _sentinels(session) if any(piece.kind == "mask" for piece in pattern.pieces) else None
+    targets = scoring.seq2seq_targets(pattern, eos, sentinels)
+    return scoring.seq2seq_scores(session.model, pattern, encoded, rows, pad, targets, soft)
+
+
+@torch.no_grad()
+def probabilities(session: Session, pattern: p.Pattern, encoded: Encoded, batch_size: int,
+                  soft: scoring.SoftPrompt | None = None) -> np.ndarray:
+    """Label probabilities (N, C), normalised over the labels."""
+    out = []
+    for start in range(0, len(encoded), batch_size):
+        rows = list(range(start, min(start + batch_size, len(encoded))))
+        out.append(torch.softmax(label_scores(session, pattern, encoded, rows, soft=soft), dim=1))
+    return torch.cat(out).numpy() if out else np.zeros((0, len(pattern.labels)))
+
+
+def calibrate(probs: np.ndarray, content_free: np.ndarray) -> np.ndarray:
+    """Contextual calibration (Zhao et al., 2021): divide by the content-free prediction, renormalise."""
+    adjusted = probs / content_free[None, :]
+    return adjusted / adjusted.sum(axis=1, keepdims=True)
+
+
+def content_free(session: Session, pattern: p.Pattern, max_length: int, demos=None) -> np.ndarray:
+    """The label probabilities for an input whose fields all say "N/A"."""
+    fields = {name: "N/A" for name in session.spec.data.text}
+    encoded = session.encode(pattern, [Example(fields)], max_length, demos)
+    return probabilities(session, pattern, encoded, 1)[0]
+
+
+def accuracy(probs: np.ndarray, labels: list[int]) -> float:
+    return float((probs.argmax(axis=1) == np.array(labels)).mean()) if labels else 0.0
+
+
+# ---------------------------------------------------------------- methods
+
+
+def zero_shot(session: Session, splits: Splits, name: str, seed: int | None) -> Outcome:
+    method = session.spec.method
+    pattern = session.plan.patterns[name]
+    encoded = session.encode(pattern, splits.test, method.max_length)
+    probs = probabilities(session, pattern, encoded, method.eval_batch_size)
+    if method.calibrate:
+        probs = calibrate(probs, content_free(session, pattern, method.max_length))
+    return Outcome(probs, encoded.labels)
+
+
+def demonstrations(session: Session, splits: Splits, seed: int) -> list[int]:
+    """One sampled set of demonstrations: `per_label` training examples per label, each filled in
+    through the demonstration template with its label's first word, in a random order."""
+    spec = session.spec
+    settings = spec.demonstrations
+    rng = random.Random(seed)
+    chosen: list[Example] = []
+    for label in spec.labels:
+        pool = [e for e in splits.train if e.label == label]
+        chosen += rng.sample(pool, min(settings.per_label, len(pool)))
+    rng.shuffle(chosen)
+    name = settings.template or next(iter(session.plan.patterns))
+    pattern = compile_pattern(spec, name, session.tokenizer)
+    pattern = pattern.model_copy(update={"pieces": [x for x in pattern.pieces if x.kind != "demos"]})
+    info = session.plan.tokenizer
+    encoded = session.encode(pattern, chosen, 10**6)
+    out: list[int] = []
+    for row, example in enumerate(chosen):
+        ids = encoded.ids[row][len(info.prefix) : len(encoded.ids[row]) - len(info.suffix)]
+        at = encoded.mask_at[row] - len(info.prefix)
+        word = pattern.labels[spec.labels.index(example.label)].ids[0]
+        out += ids[:at] + word + ids[at + encoded.mask_count:]
+    return out
+
+
+def in_context(session: Session, splits: Splits, name: str, seed: int | None) -> Outcome:
+    """Demonstrations in the input, no training; `sets` sampled sets are averaged."""
+    method = session.spec.method
+    pattern = session.plan.patterns[name]
+    total = None
+    for index in range(session.spec.demonstrations.sets):
+        demos = demonstrations(session, splits, splits.seed * 1000 + index)
+        encoded = session.encode(pattern, splits.test, method.max_length, [demos] * len(splits.test))
+        probs = probabilities(session, pattern, encoded, method.eval_batch_size)
+        if method.calibrate:
+            probs = calibrate(probs, content_free(session, pattern, method.max_length, [demos]))
+        total = probs if total is None else total + probs
+    return Outcome(total / session.spec.demonstrations.sets, encoded.labels)
+
+
+def _mlm_loss(session: Session, encoded: Encoded, rows: list[int], rng: torch.Generator) -> torch.Tensor:
+    """PET's auxiliary language-modelling loss: BERT-style masking of 15% of the input tokens."""
+    info = session.plan.tokenizer
+    ids, attention = scoring.pad([encoded.ids[r] for r in rows], info.pad_id)
+    special = torch.tensor(sorted({*info.prefix, *info.suffix, info.pad_id, info.mask_id or 0}))
+    candidates = attention.bool() & ~torch.isin(ids, special)
+    chosen = (torch.rand(ids.shape, generator=rng) < 0.15) & candidates
+    if not chosen.any():
+        return torch.zeros(())
+    corrupted = ids.clone()
+    roll = torch.rand(ids.shape, generator=rng)
+    corrupted[chosen & (roll < 0.8)] = info.mask_id
+    random_tokens = torch.randint(info.vocab_size, ids.shape, generator=rng)
+    swap = chosen & (roll >= 0.8) & (roll < 0.9)
+    corrupted[swap] = random_tokens[swap]
+    hidden = scoring.hidden_states(session.model, corrupted, attention)  # (B, L, H)
+    logits = scoring.head_logits(session.model, hidden[chosen])  # (N, V)
+    return F.cross_entropy(logits, ids[chosen])
+
+
+def prompt_finetune(session: Session, splits: Splits, name: str, seed: int | None) -> Outcome:
+    """Prompt-based fine-tuning: cross-entropy over the label scores, plus PET's weighted MLM loss."""
+    method = session.spec.method
+    pattern = session.plan.patterns[name]
+    train = session.encode(pattern, splits.train, method.max_length)
+    dev = session.encode(pattern, splits.dev, method.max_length) if splits.dev else None
+    soft_count = sum(piece.count for piece in pattern.pieces if piece.kind == "soft")
+    soft = scoring.SoftPrompt(session.model, soft_count, seed or 0) if soft_count else None
+    module = torch.nn.ModuleList([session.model] + ([soft] if soft else []))
+    generator = torch.Generator().manual_seed(seed or 0)
+    targets = torch.tensor(train.labels)
+
+    def loss_of(rows: list[int]) -> torch.Tensor:
+        scores = label_scores(session, pattern, train, rows, train=True, soft=soft)  # (B, C)
+        loss = method.loss.ce * F.cross_entropy(scores, targets[rows])
+        if method.loss.mlm > 0:
+            loss = loss + method.loss.mlm * _mlm_loss(session, train, rows, generator)
+        return loss
+
+    def evaluate() -> float:
+        return accuracy(probabilities(session, pattern, dev, method.eval_batch_size, soft), dev.labels)
+
+    history = fit(module, loss_of, len(train), method, seed or 0, evaluate if dev else None, _progress(session))
+    test = session.encode(pattern, splits.test, method.max_length)
+    return Outcome(probabilities(session, pattern, test, method.eval_batch_size, soft), test.labels, history,
+                   max(history.dev) if history.dev else None)
+
+
+class Classifier(torch.nn.Module):
+    """A linear classification head on the language model's base: first token (encoders),
+    last token (decoders) or the mean (encoder-decoders)."""
+
+    def __init__(self, model, family: str, labels: int):
+        super().__init__()
+        self.model, self.family = model, family
+        size = model.config.get_text_config().hidden_size
+        self.head = torch.nn.Linear(size, labels)
+        torch.nn.init.normal_(self.head.weight, std=0.02)
+        torch.nn.init.zeros_(self.head.bias)
+
+    def forward(self, ids: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
+        if self.family == "seq2seq":
+            hidden = self.model.get_encoder()(input_ids=ids, attention_mask=attention).last_hidden_state
+            pooled = (hidden * attention.unsqueeze(-1)).sum(1) / attention.sum(1, keepdim=True)
+        else:
+            hidden = scoring.hidden_states(self.model, ids, attention)  # (B, L, H)
+            index = torch.zeros(len(ids), dtype=torch.long) if self.family == "masked" else attention.sum(1) - 1
+            pooled = hidden[torch.arange(len(ids)), index]  # (B, H)
+        return self.head(pooled)  # (B, C)
+
+
+def classifier_inputs(session: Session, examples: list[Example], max_length: int) -> list[list[int]]:
+    """The examples' text fields as one (or a pair of) segment(s) with the tokenizer's special tokens."""
+    columns = session.spec.data.text
+    first = [e.fields.get(columns[0], "") for e in examples]
+    second = [" ".join(e.fields.get(c, "") for c in columns[1:]) for e in examples] if len(columns) > 1 else None
+    return session.tokenizer(first, second, truncation=True, max_length=max_length)["input_ids"]
+
+
+def finetune(session: Session, splits: Splits, name: str | None, seed: int | None) -> Outcome:
+    """Standard fine-tuning: a new classification head on the same examples, no prompt."""
+    method = session.spec.method
+    labels = {label: i for i, label in enumerate(session.spec.labels)}
+    classifier = Classifier(session.model, session.family, len(labels))
+    pad = session.plan.tokenizer.pad_id
+    train = classifier_inputs(session, splits.train, method.max_length)
+    targets = torch.tensor([labels[e.label] for e in splits.train])
+
+    def logits_of(inputs: list[list[int]], rows: list[int]) -> torch.Tensor:
+        ids, attention = scoring.pad([inputs[r] for r in rows], pad)
+        return classifier(ids, attention)
+
+    @torch.no_grad()
+    def predict(examples: list[Example]) -> np.ndarray:
+        inputs = classifier_inputs(session, examples, method.max_length)
+        out = [torch.softmax(logits_of(inputs, list(range(s, min(s + method.eval_batch_size, len(inputs))))), 1)
+               for s in range(0, len(inputs), method.eval_batch_size)]
+        return torch.cat(out).numpy()
+
+    dev_labels = [labels[e.label] for e in splits.dev]
+    history = fit(classifier, lambda rows: F.cross_entropy(logits_of(train, rows), targets[rows]), len(train),
+                  method, seed or 0, (lambda: accuracy(predict(splits.dev), dev_labels)) if splits.dev else None,
+                  _progress(session))
+    return Outcome(predict(splits.test), [labels.get(e.label, -1) for e in splits.test], history,
+                   max(history.dev) if history.dev else None)
+
+
+def _progress(session: Session) -> Callable[[int, int, float], None]:
+    def report(step: int, steps: int, loss: float) -> None:
+        if step == steps or step % max(1, steps // 10) == 0:
+            session.log(f"    step {step}/{steps}  loss {loss:.4f}")
+    return report
+
+
+METHODS: dict[str, Callable[[Session, Splits, str | None, int | None], Outcome]] = {
+    "zero_shot": zero_shot,
+    "in_context": in_context,
+    "prompt_finetune": prompt_finetune,
+    "finetune": finetune,
+}

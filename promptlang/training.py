@@ -1,0 +1,117 @@
+"""The training loop: one explicit loop — forward, loss, backward, clip, step, log — read top to bottom."""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from promptlang import spec as m
+
+
+@dataclass
+class History:
+    """What happened during training: the loss at each optimizer step and the dev score at each epoch."""
+
+    losses: list[float] = field(default_factory=list)
+    dev: list[float] = field(default_factory=list)
+    best_epoch: int | None = None
+
+
+def total_steps(settings: m.Training, n_examples: int) -> int:
+    """Optimizer steps: `steps`, or `epochs` (default 1) passes over the examples."""
+    if settings.steps:
+        return settings.steps
+    per_step = settings.batch_size * settings.grad_accum
+    return (settings.epochs or 1) * max(1, math.ceil(n_examples / per_step))
+
+
+def optimizer_for(settings: m.Training, parameters) -> torch.optim.Optimizer:
+    parameters = [p for p in parameters if p.requires_grad]
+    if settings.optimizer is m.Optimizer.sgd:
+        return torch.optim.SGD(parameters, lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    if settings.optimizer is m.Optimizer.adam:
+        return torch.optim.Adam(parameters, lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    return torch.optim.AdamW(parameters, lr=settings.learning_rate, weight_decay=settings.weight_decay)
+
+
+def schedule_for(settings: m.Training, optimizer, steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up over `warmup` of the steps, then linear decay / constant / cosine."""
+    warm = int(settings.warmup * steps)
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        progress = (step - warm) / max(1, steps - warm)
+        if settings.schedule is m.Schedule.constant:
+            return 1.0
+        if settings.schedule is m.Schedule.cosine:
+            return 0.5 * (1 + math.cos(math.pi * progress))
+        return max(0.0, 1 - progress)
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def fit(module: torch.nn.Module, loss_of: Callable[[list[int]], torch.Tensor], n_examples: int,
+        settings: m.Training, seed: int, evaluate: Callable[[], float] | None = None,
+        progress: Callable[[int, int, float], None] | None = None) -> History:
+    """Train `module` on examples 0..n-1, keeping the state with the best dev score.
+
+    Args:
+        module: everything that trains (its parameters with requires_grad).
+        loss_of: the mean loss of a batch of example indices.
+        n_examples: how many training examples there are.
+        settings: optimizer, schedule, batch size, steps or epochs, clipping.
+        seed: shuffles the batches.
+        evaluate: the dev score after each epoch (higher is better); None: keep the last state.
+        progress: called after each optimizer step with (step, total, loss).
+    """
+    rng = random.Random(seed)
+    steps = total_steps(settings, n_examples)
+    optimizer = optimizer_for(settings, module.parameters())
+    schedule = schedule_for(settings, optimizer, steps)
+    history, best, best_state = History(), -math.inf, None
+    step, epoch = 0, 0
+    per_epoch = math.ceil(math.ceil(n_examples / settings.batch_size) / settings.grad_accum)
+    epochs = math.ceil(steps / max(per_epoch, 1))
+    every = max(1, math.ceil(epochs / 10))  # evaluate on dev at most about ten times
+    module.train()
+    while step < steps:
+        order = list(range(n_examples))
+        rng.shuffle(order)
+        batches = [order[i : i + settings.batch_size] for i in range(0, n_examples, settings.batch_size)]
+        for start in range(0, len(batches), settings.grad_accum):
+            group = batches[start : start + settings.grad_accum]
+            total = 0.0
+            for batch in group:
+                loss = loss_of(batch) * len(batch) / sum(len(b) for b in group)
+                loss.backward()
+                total += float(loss)
+            if settings.max_grad_norm:
+                torch.nn.utils.clip_grad_norm_(module.parameters(), settings.max_grad_norm)
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            history.losses.append(total)
+            if progress:
+                progress(step, steps, total)
+            if step == steps:
+                break
+        epoch += 1
+        if evaluate is not None and (epoch % every == 0 or step == steps):
+            module.eval()
+            score = evaluate()
+            module.train()
+            history.dev.append(score)
+            if score > best:
+                best, history.best_epoch = score, epoch
+                best_state = copy.deepcopy({k: v.detach().clone() for k, v in module.state_dict().items()})
+    module.eval()
+    if best_state is not None:
+        module.load_state_dict(best_state)
+    return history
