@@ -15,7 +15,18 @@ from promptlang.spec import Spec
 
 __version__ = "0.1.0"
 
+
+def load(path):
+    """A trained classifier from a `promptlang run` output directory; `.predict(["text", ...])`.
+
+    Needs the `train` extra (imports torch and transformers).
+    """
+    from promptlang.predictor import load as load_predictor
+
+    return load_predictor(path)
+
+
 __all__ = [
     "Analysis", "Diagnostic", "Diagnostics", "Source", "Span", "Spec", "SpecError",
-    "analyze", "build", "check", "load_spec", "parse", "__version__",
+    "analyze", "build", "check", "load", "load_spec", "parse", "__version__",
 ]

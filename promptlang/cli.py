@@ -97,6 +97,37 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("-q", "--quiet", action="store_true", help="no progress, only the results table")
     run.set_defaults(run=_run)
 
+    plan = commands.add_parser(
+        "plan", help="show what a run would do, and what it costs",
+        description="Compile a spec against its tokenizer and print the plan: the patterns as tokens, the "
+                    "label words' token ids, the stages, and the work (models trained, optimizer steps, "
+                    "forward passes, examples read). Loads the tokenizer, not the model.")
+    plan.add_argument("path", metavar="SPEC", help="a spec file")
+    plan.add_argument("--json", action="store_true", help="print the whole plan as JSON")
+    plan.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                      help="override a setting, as for `run`")
+    plan.set_defaults(run=_plan)
+
+    render = commands.add_parser(
+        "render", help="show examples as the model will see them",
+        description="Render the first examples through each pattern: the text, the tokens, where the masks "
+                    "are, and which token ids each label word became.")
+    render.add_argument("path", metavar="SPEC", help="a spec file")
+    render.add_argument("-n", type=int, default=3, metavar="N", help="examples per pattern (default 3)")
+    render.add_argument("--split", choices=["train", "dev", "test", "unlabeled"], default="test")
+    render.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a setting, as for `run`")
+    render.set_defaults(run=_render)
+
+    predict = commands.add_parser(
+        "predict", help="predict labels with a run's output directory",
+        description="Load the model a `promptlang run` saved and predict labels for the rows of a data file "
+                    "(TSV, CSV or JSON lines with the spec's text columns). Writes TSV to stdout or --output.")
+    predict.add_argument("artifact", metavar="DIR", help="a `promptlang run` output directory")
+    predict.add_argument("--input", required=True, metavar="FILE", help="examples to label")
+    predict.add_argument("--output", metavar="FILE", help="where to write the predictions (default: stdout)")
+    predict.set_defaults(run=_predict)
+
     schema = commands.add_parser("schema", help="print the JSON Schema of the spec model",
                                  description="Print the JSON Schema of a validated spec.")
     schema.set_defaults(run=_schema)
@@ -204,6 +235,8 @@ def _run(args: argparse.Namespace) -> int:
 
     if not Path(args.path).is_file():
         raise UsageError(f"not a spec file: {args.path}")
+    if args.quiet:
+        _quiet_transformers()
     try:
         results = run(Path(args.path), args.out, args.overrides, args.quiet)
     except SpecError as error:
@@ -212,6 +245,77 @@ def _run(args: argparse.Namespace) -> int:
     except ValueError as error:
         raise UsageError(str(error)) from None
     print(results.table())
+    return EXIT_OK
+
+
+def _prepared(args: argparse.Namespace):
+    from promptlang.runner import prepare
+
+    if not Path(args.path).is_file():
+        raise UsageError(f"not a spec file: {args.path}")
+    _quiet_transformers()
+    return prepare(Path(args.path), args.overrides)
+
+
+def _quiet_transformers() -> None:
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+    logging.set_verbosity_error()
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from promptlang.diagnostics import SpecError
+    from promptlang.render import describe_plan
+
+    try:
+        prepared = _prepared(args)
+    except SpecError as error:
+        print(render_text(error.diagnostics))
+        return EXIT_PROBLEMS
+    print(prepared.plan.model_dump_json(indent=2) if args.json else describe_plan(prepared))
+    return EXIT_OK
+
+
+def _render(args: argparse.Namespace) -> int:
+    from promptlang.diagnostics import SpecError
+    from promptlang.render import render_examples
+
+    try:
+        prepared = _prepared(args)
+    except SpecError as error:
+        print(render_text(error.diagnostics))
+        return EXIT_PROBLEMS
+    print(render_examples(prepared, args.split, args.n))
+    return EXIT_OK
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from promptlang.checks import EXTENSIONS
+    from promptlang.data import read_rows
+    from promptlang.predictor import load
+
+    artifact, source = Path(args.artifact), Path(args.input)
+    if not (artifact / "predictor.json").is_file():
+        raise UsageError(f"not a `promptlang run` output directory: {artifact}")
+    fmt = EXTENSIONS.get(source.suffix.lower())
+    if not source.is_file() or fmt is None:
+        raise UsageError(f"cannot read {source}: give a .tsv, .csv or .jsonl file")
+    _quiet_transformers()
+    predictor = load(artifact)
+    rows = read_rows(source, fmt)
+    missing = [c for c in predictor.session.spec.data.text if rows and c not in rows[0]]
+    if missing:
+        raise UsageError(f"{source} has no column `{missing[0]}` (the spec's text columns: "
+                         f"{', '.join(predictor.session.spec.data.text)})")
+    lines = ["\t".join(["index", "predicted", *[f"p_{x}" for x in predictor.labels]])]
+    for i, prediction in enumerate(predictor.predict(rows)):
+        lines.append("\t".join([str(i), prediction.label, *[f"{v:.6f}" for v in prediction.probabilities.values()]]))
+    text = "\n".join(lines) + "\n"
+    if args.output:
+        write_atomically(Path(args.output), text)
+    else:
+        sys.stdout.write(text)
     return EXIT_OK
 
 

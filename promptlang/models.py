@@ -115,6 +115,15 @@ _MASKED_TYPES = {"bert", "roberta", "xlm-roberta", "albert", "deberta", "deberta
                  "camembert", "mpnet", "ernie", "modernbert"}
 
 
+def family_for(model: m.Model, directory: Path) -> str:
+    """The spec's model family: as written, or from the model's config (weights are not loaded)."""
+    if model.family is not m.ModelFamily.auto:
+        return model.family.value
+    from transformers import AutoConfig
+
+    return family_of(AutoConfig.from_pretrained(locate(model, directory).name))
+
+
 def load_model(model: m.Model, directory: Path, family: str | None = None):
     """The spec's pretrained model with its LM head, in float32 on the CPU.
 

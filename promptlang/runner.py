@@ -20,7 +20,8 @@ from promptlang.api import analyze
 from promptlang.compiler import compile_plan
 from promptlang.data import DataError, load_splits
 from promptlang.diagnostics import Diagnostics, SpecError
-from promptlang.models import cache_dir, load_model, load_tokenizer
+from promptlang.models import cache_dir, family_for, load_model, load_tokenizer
+from promptlang.predictor import save_extras
 from promptlang.runtime import METHODS, RunError, Session
 from promptlang.source import Source
 
@@ -120,6 +121,34 @@ def output_dir(spec: m.Spec, spec_path: Path, out: str | None) -> Path:
     return Path("results") / spec_path.stem
 
 
+@dataclass
+class Prepared:
+    """A spec compiled against its tokenizer, with its data read: everything before loading weights."""
+
+    plan: object
+    tokenizer: object
+    splits: dict
+    analysis: object
+
+
+def prepare(spec_path: Path, overrides: list[str] = ()) -> Prepared:
+    """Check the spec, read and sample its data, load its tokenizer, compile the plan (no model weights).
+
+    Raises:
+        SpecError: the spec has errors, or its data does not match it.
+    """
+    spec, analysis = load_checked(spec_path, list(overrides))
+    directory = spec_path.parent
+    try:
+        splits = {seed: load_splits(spec, directory, seed) for seed in spec.data.seeds}
+    except DataError as error:
+        raise spec_error(analysis, str(error), error.path) from None
+    tokenizer = load_tokenizer(spec.model, directory)
+    family = family_for(spec.model, directory)
+    plan = compile_plan(spec, tokenizer, family, {seed: s.counts() for seed, s in splits.items()})
+    return Prepared(plan, tokenizer, splits, analysis)
+
+
 def run(spec_path: Path, out: str | None = None, overrides: list[str] = (), quiet: bool = False) -> Results:
     """Run a spec end to end and write its artifact directory.
 
@@ -143,16 +172,11 @@ def run(spec_path: Path, out: str | None = None, overrides: list[str] = (), quie
     if spec.demonstrations and spec.demonstrations.select is m.Selection.similar:
         raise spec_error(analysis, "`select similar` cannot run yet", ("demonstrations", "select"),
                          "use `select random`")
-    directory = spec_path.parent
     started = time.time()
     log(f"promptlang run {spec_path}: {spec.method.kind}")
-    try:
-        splits = {seed: load_splits(spec, directory, seed) for seed in spec.data.seeds}
-    except DataError as error:
-        raise spec_error(analysis, str(error), error.path) from None
-    tokenizer = load_tokenizer(spec.model, directory)
-    model, family = load_model(spec.model, directory)
-    plan = compile_plan(spec, tokenizer, family, {seed: s.counts() for seed, s in splits.items()})
+    prepared = prepare(spec_path, overrides)
+    plan, tokenizer, splits = prepared.plan, prepared.tokenizer, prepared.splits
+    model, family = load_model(spec.model, spec_path.parent, plan.family)
     total = plan.total()
     log(f"  model: {model.config.model_type} ({family}), {sum(x.numel() for x in model.parameters()) / 1e6:.0f}M "
         f"parameters; {len(plan.stages)} stages, {total.optimizer_steps} optimizer steps, "
@@ -194,7 +218,8 @@ def write_artifact(target: Path, plan, session: Session, results: Results, outco
             {"runs": [r.__dict__ for r in results.rows], "summary": results.summary()}, indent=2), encoding="utf-8")
         _write_predictions(staging / "predictions.tsv", plan, outcomes, splits)
         (staging / "log.txt").write_text("\n".join(log_lines) + "\n", encoding="utf-8")
-        (staging / "predictor.json").write_text(json.dumps(_predictor(plan), indent=2), encoding="utf-8")
+        extras = save_extras(staging, outcomes[-1][1]) if outcomes else {}
+        (staging / "predictor.json").write_text(json.dumps({**_predictor(plan), "extras": extras}), encoding="utf-8")
         session.tokenizer.save_pretrained(staging / "model")
         session.model.save_pretrained(staging / "model", safe_serialization=True)
         if target.exists():
@@ -215,8 +240,10 @@ def _verbalizers(plan, tokenizer) -> dict:
 
 
 def _predictor(plan) -> dict:
-    return {"method": plan.spec.method.kind, "family": plan.family,
-            "pattern": next(iter(plan.patterns), None), "labels": plan.spec.labels}
+    """What the saved model is: the last stage's (its pattern, and what it needs besides the weights)."""
+    last = [s for s in plan.stages if s.kind == "evaluate"][-1]
+    return {"method": plan.spec.method.kind, "family": plan.family, "pattern": last.pattern,
+            "stage": last.id, "labels": plan.spec.labels}
 
 
 def _write_predictions(path: Path, plan, outcomes: list[tuple], splits) -> None:

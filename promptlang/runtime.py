@@ -77,6 +77,7 @@ class Outcome:
     labels: list[int]
     history: History | None = None
     dev: float | None = None
+    extras: dict = field(default_factory=dict)  # what predicting again needs: head, soft prompt, calibration, demos
 
 
 # ---------------------------------------------------------------- scoring
@@ -141,9 +142,11 @@ def zero_shot(session: Session, splits: Splits, name: str, seed: int | None) -> 
     pattern = session.plan.patterns[name]
     encoded = session.encode(pattern, splits.test, method.max_length)
     probs = probabilities(session, pattern, encoded, method.eval_batch_size)
+    extras = {}
     if method.calibrate:
-        probs = calibrate(probs, content_free(session, pattern, method.max_length))
-    return Outcome(probs, encoded.labels)
+        extras["calibration"] = content_free(session, pattern, method.max_length).tolist()
+        probs = calibrate(probs, np.array(extras["calibration"]))
+    return Outcome(probs, encoded.labels, extras=extras)
 
 
 def demonstrations(session: Session, splits: Splits, seed: int) -> list[int]:
@@ -175,15 +178,17 @@ def in_context(session: Session, splits: Splits, name: str, seed: int | None) ->
     """Demonstrations in the input, no training; `sets` sampled sets are averaged."""
     method = session.spec.method
     pattern = session.plan.patterns[name]
-    total = None
+    total, sets = None, []
     for index in range(session.spec.demonstrations.sets):
         demos = demonstrations(session, splits, splits.seed * 1000 + index)
         encoded = session.encode(pattern, splits.test, method.max_length, [demos] * len(splits.test))
         probs = probabilities(session, pattern, encoded, method.eval_batch_size)
+        sets.append({"demos": demos})
         if method.calibrate:
-            probs = calibrate(probs, content_free(session, pattern, method.max_length, [demos]))
+            sets[-1]["calibration"] = content_free(session, pattern, method.max_length, [demos]).tolist()
+            probs = calibrate(probs, np.array(sets[-1]["calibration"]))
         total = probs if total is None else total + probs
-    return Outcome(total / session.spec.demonstrations.sets, encoded.labels)
+    return Outcome(total / len(sets), encoded.labels, extras={"sets": sets})
 
 
 def _mlm_loss(session: Session, encoded: Encoded, rows: list[int], rng: torch.Generator) -> torch.Tensor:
@@ -231,7 +236,7 @@ def prompt_finetune(session: Session, splits: Splits, name: str, seed: int | Non
     history = fit(module, loss_of, len(train), method, seed or 0, evaluate if dev else None, _progress(session))
     test = session.encode(pattern, splits.test, method.max_length)
     return Outcome(probabilities(session, pattern, test, method.eval_batch_size, soft), test.labels, history,
-                   max(history.dev) if history.dev else None)
+                   max(history.dev) if history.dev else None, {"soft": soft.weight.detach()} if soft else {})
 
 
 class Classifier(torch.nn.Module):
@@ -290,7 +295,8 @@ def finetune(session: Session, splits: Splits, name: str | None, seed: int | Non
                   method, seed or 0, (lambda: accuracy(predict(splits.dev), dev_labels)) if splits.dev else None,
                   _progress(session))
     return Outcome(predict(splits.test), [labels.get(e.label, -1) for e in splits.test], history,
-                   max(history.dev) if history.dev else None)
+                   max(history.dev) if history.dev else None,
+                   {"head.weight": classifier.head.weight.detach(), "head.bias": classifier.head.bias.detach()})
 
 
 def _progress(session: Session) -> Callable[[int, int, float], None]:

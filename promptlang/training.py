@@ -90,7 +90,7 @@ def fit(module: torch.nn.Module, loss_of: Callable[[list[int]], torch.Tensor], n
             for batch in group:
                 loss = loss_of(batch) * len(batch) / sum(len(b) for b in group)
                 loss.backward()
-                total += float(loss)
+                total += float(loss.detach())
             if settings.max_grad_norm:
                 torch.nn.utils.clip_grad_norm_(module.parameters(), settings.max_grad_norm)
             optimizer.step()
