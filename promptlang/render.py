@@ -17,6 +17,10 @@ def _piece(piece: p.Piece) -> str:
     return f"[{piece.kind.upper()}]"
 
 
+def _shown(token: str) -> str:
+    return token.replace("\n", "\\n").replace("\t", "\\t").replace("\r", "\\r")
+
+
 def label_words(pattern: p.Pattern, tokenizer) -> list[str]:
     """One line per label: each word, its token ids and tokens."""
     return [f"{lw.label} → " + "; ".join(f"\"{w}\" {ids} {' '.join(tokenizer.convert_ids_to_tokens(ids))}"
@@ -52,15 +56,22 @@ def render_examples(prepared, split: str, n: int) -> str:
     examples = getattr(prepared.splits[seed], split)[:n]
     max_length = getattr(plan.spec.method, "max_length", 256)
     out = []
+    demos = None
+    if plan.spec.demonstrations is not None:
+        from promptlang.runtime import Session, demonstrations
+
+        demos = [demonstrations(Session(plan, tokenizer, None), prepared.splits[seed], seed * 1000)] * len(examples)
     for name, pattern in plan.patterns.items():
-        encoded = encode(pattern, examples, tokenizer, plan.tokenizer, max_length, plan.spec.labels, plan.family)
+        shown = demos if any(x.kind == "demos" for x in pattern.pieces) else None
+        encoded = encode(pattern, examples, tokenizer, plan.tokenizer, max_length, plan.spec.labels, plan.family,
+                         shown)
         out.append(f"pattern {name}  (label words: " + "; ".join(label_words(pattern, tokenizer)) + ")")
         for i, example in enumerate(examples):
             ids, at = encoded.ids[i], encoded.mask_at[i]
             masks = list(range(at, at + encoded.mask_count)) if at >= 0 else []
             out += [f"  {split} example {i + 1}" + (f" (label {example.label})" if example.label else ""),
                     f"    text:   {tokenizer.decode(ids)!r}",
-                    f"    tokens: {' '.join(t.encode('unicode_escape').decode() for t in tokenizer.convert_ids_to_tokens(ids))}",
+                    f"    tokens: {' '.join(_shown(t) for t in tokenizer.convert_ids_to_tokens(ids))}",
                     f"    length: {len(ids)} tokens; masks at {masks}"]
         out.append("")
     return "\n".join(out).rstrip()
