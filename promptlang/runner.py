@@ -21,6 +21,7 @@ from promptlang.compiler import compile_plan
 from promptlang.data import DataError, load_splits
 from promptlang.diagnostics import Diagnostics, SpecError
 from promptlang.models import cache_dir, family_for, load_model, load_tokenizer
+from promptlang.pipeline import TooLong
 from promptlang.predictor import save_extras
 from promptlang.runtime import METHODS, RunError, Session
 from promptlang.source import Source
@@ -64,6 +65,11 @@ def load_checked(path: Path, overrides: list[str]) -> tuple[m.Spec, Source]:
     if not analysis.ok or not isinstance(analysis.spec, m.Spec):
         raise SpecError(analysis.diagnostics)
     return apply_overrides(analysis.spec, overrides) if overrides else analysis.spec, analysis
+
+
+def _first_line(error: Exception) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0].strip() if lines else type(error).__name__
 
 
 def spec_error(analysis, message: str, path: tuple, hint: str | None = None) -> SpecError:
@@ -143,8 +149,12 @@ def prepare(spec_path: Path, overrides: list[str] = ()) -> Prepared:
         splits = {seed: load_splits(spec, directory, seed) for seed in spec.data.seeds}
     except DataError as error:
         raise spec_error(analysis, str(error), error.path) from None
-    tokenizer = load_tokenizer(spec.model, directory)
-    family = family_for(spec.model, directory)
+    try:
+        tokenizer = load_tokenizer(spec.model, directory)
+        family = family_for(spec.model, directory)
+    except (OSError, ValueError, ImportError) as error:
+        raise spec_error(analysis, f"cannot load the model's tokenizer: {_first_line(error)}", ("model",),
+                         "check the model source; a hub model needs the network or a filled cache") from None
     plan = compile_plan(spec, tokenizer, family, {seed: s.counts() for seed, s in splits.items()})
     return Prepared(plan, tokenizer, splits, analysis)
 
@@ -176,7 +186,10 @@ def run(spec_path: Path, out: str | None = None, overrides: list[str] = (), quie
     log(f"promptlang run {spec_path}: {spec.method.kind}")
     prepared = prepare(spec_path, overrides)
     plan, tokenizer, splits = prepared.plan, prepared.tokenizer, prepared.splits
-    model, family = load_model(spec.model, spec_path.parent, plan.family)
+    try:
+        model, family = load_model(spec.model, spec_path.parent, plan.family)
+    except (OSError, ValueError, ImportError) as error:
+        raise spec_error(prepared.analysis, f"cannot load the model: {_first_line(error)}", ("model",)) from None
     total = plan.total()
     log(f"  model: {model.config.model_type} ({family}), {sum(x.numel() for x in model.parameters()) / 1e6:.0f}M "
         f"parameters; {len(plan.stages)} stages, {total.optimizer_steps} optimizer steps, "
@@ -194,6 +207,10 @@ def run(spec_path: Path, out: str | None = None, overrides: list[str] = (), quie
             outcome = method(session, splits[stage.data_seed], stage.pattern, stage.seed)
         except RunError as error:
             raise spec_error(analysis, str(error), error.path, error.hint) from None
+        except TooLong as error:
+            raise spec_error(analysis, f"template `{stage.pattern}` leaves no room for an input: {error}",
+                             ("templates", stage.pattern, "text"),
+                             "raise `max_length` in `method`, or mark long fields with `| shorten`") from None
         scores = metric_fns.compute(spec.evaluate.metrics or list(metric_fns.CLASSIFICATION),
                                     outcome.labels, outcome.probabilities)
         results.rows.append(Row(stage.id, stage.data_seed, stage.pattern, stage.seed, scores, outcome.dev,

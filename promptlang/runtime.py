@@ -9,6 +9,7 @@ classification head all share the encoding and scoring below.
 from __future__ import annotations
 
 import random
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -300,9 +301,13 @@ def finetune(session: Session, splits: Splits, name: str | None, seed: int | Non
 
 
 def _progress(session: Session) -> Callable[[int, int, float], None]:
+    """Log about ten training progress lines with the loss and the time left."""
+    started = time.time()
+
     def report(step: int, steps: int, loss: float) -> None:
         if step == steps or step % max(1, steps // 10) == 0:
-            session.log(f"    step {step}/{steps}  loss {loss:.4f}")
+            left = (time.time() - started) / step * (steps - step)
+            session.log(f"    step {step}/{steps}  loss {loss:.4f}  eta {left:.0f} s")
     return report
 
 
