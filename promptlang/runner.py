@@ -179,6 +179,9 @@ def run(spec_path: Path, out: str | None = None, overrides: list[str] = (), quie
     if getattr(spec.method, "label_word_search", None) or getattr(spec.method, "template_search", None):
         raise spec_error(analysis, "LM-BFF's automatic search cannot run yet", ("method",),
                          "remove `label_word_search` and `template_search` to train the templates as written")
+    if not spec.labels:
+        raise spec_error(analysis, "text generation (a `target` made of data fields) cannot run yet", (),
+                         "classification specs run: declare `labels` and map them to words with a verbalizer")
     if spec.demonstrations and spec.demonstrations.select is m.Selection.similar:
         raise spec_error(analysis, "`select similar` cannot run yet", ("demonstrations", "select"),
                          "use `select random`")
