@@ -39,7 +39,8 @@ def compile_pieces(segments: list, tokenizer, mask_count: int) -> list[p.Piece]:
 
     Whitespace at the end of a text piece belongs to what follows it (a field gets a
     leading space, label words at a mask are tokenized after it), as BPE and
-    SentencePiece attach a space to the next word.
+    SentencePiece attach a space to the next word. The field's space is added after its
+    own transforms, so that `lower_first` and `strip_space` see the value itself.
     """
     pieces: list[p.Piece] = []
     for i, segment in enumerate(segments):
@@ -50,7 +51,7 @@ def compile_pieces(segments: list, tokenizer, mask_count: int) -> list[p.Piece]:
                 text = text.rstrip(" ")
                 if following.kind == "field" and "add_space" not in following.transforms:
                     segments[i + 1] = following = following.model_copy(
-                        update={"transforms": ["add_space", *following.transforms]})
+                        update={"transforms": [*following.transforms, "add_space"]})
             pieces.append(p.Piece(kind="text", text=text, ids=piece_ids(tokenizer, text, first=not pieces)))
         elif segment.kind == "field":
             pieces.append(p.Piece(kind="field", name=segment.name,

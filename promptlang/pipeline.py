@@ -17,8 +17,10 @@ from pathlib import Path
 
 from promptlang import plan as p
 from promptlang.data import Example
+from promptlang.tokens import without_dummy_prefix
 
 _PUNCT = string.punctuation
+ENCODING_VERSION = 2  # part of the cache key: raise it when what `encode` makes of an example changes
 
 
 class TooLong(Exception):
@@ -54,11 +56,11 @@ def transform(value: str, transforms: list[str]) -> str:
         elif name == "lower":
             value = value.lower()
         elif name == "no_final_punct":
-            value = value.rstrip().rstrip(_PUNCT)
+            value = value.rstrip(_PUNCT + string.whitespace)  # "a fine film ." → "a fine film"
         elif name == "add_space":
             value = value if value[:1].isspace() else " " + value
         elif name == "strip_space":
-            value = value.lstrip()
+            value = value.strip()
     return value
 
 
@@ -89,13 +91,28 @@ def _cut(ids: list[int], keep: int, policy: str) -> list[int]:
     return ids[len(ids) - keep:] if policy == "head" else ids[:keep]
 
 
+def _continues_word(pattern: p.Pattern, index: int) -> bool:
+    """Whether the piece at `index` follows text, a field or a mask with no whitespace between them."""
+    if index == 0:
+        return False
+    before = pattern.pieces[index - 1]
+    return before.kind in ("field", "mask") or (before.kind == "text" and not before.text[-1:].isspace())
+
+
 def _tokenized_fields(pattern: p.Pattern, examples: list[Example], tokenizer) -> dict[int, list[list[int]]]:
-    """Piece index → token ids of that field for every example (one tokenizer call per field)."""
+    """Piece index → token ids of that field for every example (one tokenizer call per field).
+
+    A field glued to what precedes it (`Question:{{ q }}`) loses SentencePiece's dummy space.
+    """
     out = {}
     for index, piece in enumerate(pattern.pieces):
         if piece.kind == "field":
             values = [transform(e.fields.get(piece.name, ""), piece.transforms) for e in examples]
-            out[index] = tokenizer(values, add_special_tokens=False)["input_ids"] if values else []
+            ids = tokenizer(values, add_special_tokens=False)["input_ids"] if values else []
+            if _continues_word(pattern, index):
+                ids = [row if value[:1].isspace() else without_dummy_prefix(tokenizer, row)
+                       for value, row in zip(values, ids)]
+            out[index] = ids
     return out
 
 
@@ -184,7 +201,7 @@ def encode_cached(cache: Path | None, pattern: p.Pattern, examples: list[Example
     """`encode`, kept on disk under `cache` keyed by a hash of everything it depends on."""
     if cache is None:
         return encode(pattern, examples, tokenizer, info, max_length, labels, family, demos)
-    key = cache_key(pattern.model_dump(), info.model_dump(), max_length, labels, family, demos,
+    key = cache_key(ENCODING_VERSION, pattern.model_dump(), info.model_dump(), max_length, labels, family, demos,
                     [(e.fields, e.label) for e in examples])
     path = cache / "tokens" / f"{key}.pkl"
     if path.is_file():

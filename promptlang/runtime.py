@@ -216,6 +216,10 @@ def prompt_finetune(session: Session, splits: Splits, name: str, seed: int | Non
     """Prompt-based fine-tuning: cross-entropy over the label scores, plus PET's weighted MLM loss."""
     method = session.spec.method
     pattern = session.plan.patterns[name]
+    _check_trainable(session, splits)
+    if method.loss.mlm > 0 and session.family != "masked":
+        raise RunError(f"the auxiliary MLM loss needs a masked language model, but this model is {session.family}",
+                       ("method", "loss", "mlm"), "set `mlm 0`, or use a masked LM")
     train = session.encode(pattern, splits.train, method.max_length)
     dev = session.encode(pattern, splits.dev, method.max_length) if splits.dev else None
     soft_count = sum(piece.count for piece in pattern.pieces if piece.kind == "soft")
@@ -274,6 +278,7 @@ def classifier_inputs(session: Session, examples: list[Example], max_length: int
 def finetune(session: Session, splits: Splits, name: str | None, seed: int | None) -> Outcome:
     """Standard fine-tuning: a new classification head on the same examples, no prompt."""
     method = session.spec.method
+    _check_trainable(session, splits)
     labels = {label: i for i, label in enumerate(session.spec.labels)}
     classifier = Classifier(session.model, session.family, len(labels))
     pad = session.plan.tokenizer.pad_id
@@ -298,6 +303,13 @@ def finetune(session: Session, splits: Splits, name: str | None, seed: int | Non
     return Outcome(predict(splits.test), [labels.get(e.label, -1) for e in splits.test], history,
                    max(history.dev) if history.dev else None,
                    {"head.weight": classifier.head.weight.detach(), "head.bias": classifier.head.bias.detach()})
+
+
+def _check_trainable(session: Session, splits: Splits) -> None:
+    """A method that trains needs training examples (the file may hold none, or none of the labels)."""
+    if not splits.train:
+        raise RunError(f"no training examples for data seed {splits.seed}", ("data", "train"),
+                       "check that the training file has rows with the spec's labels")
 
 
 def _progress(session: Session) -> Callable[[int, int, float], None]:

@@ -267,7 +267,12 @@ def seq2seq_scores(model, pattern: p.Pattern, encoded: Encoded, rows: list[int],
     """log P(target with the word | input): the encoder runs once per example, the decoder once per word."""
     _, _, owner = word_table(pattern)
     ids, attention = pad([encoded.ids[r] for r in rows], pad_id)
-    encoder_out = model.get_encoder()(input_ids=ids, attention_mask=attention)
+    soft_at = [encoded.soft_at[r] for r in rows]
+    if soft is not None and any(soft_at):  # the soft prompt's vectors where its placeholders are
+        embeds = soft.place(model.get_input_embeddings()(ids), soft_at)  # (B, L, H)
+        encoder_out = model.get_encoder()(inputs_embeds=embeds, attention_mask=attention)
+    else:
+        encoder_out = model.get_encoder()(input_ids=ids, attention_mask=attention)
     words = len(targets)
     hidden = encoder_out.last_hidden_state.repeat_interleave(words, dim=0)  # (B*W, L, H)
     mask = attention.repeat_interleave(words, dim=0)

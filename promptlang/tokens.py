@@ -57,7 +57,15 @@ def adds_dummy_prefix(tokenizer) -> bool:
 def piece_ids(tokenizer, text: str, first: bool) -> list[int]:
     """Token ids of a piece of template text; a SentencePiece dummy space is dropped mid-sentence."""
     ids = ids_of(tokenizer, text)
-    if first or not ids or text[:1].isspace() or not adds_dummy_prefix(tokenizer):
+    if first or text[:1].isspace():
+        return ids
+    return without_dummy_prefix(tokenizer, ids)
+
+
+def without_dummy_prefix(tokenizer, ids: list[int]) -> list[int]:
+    """The ids of a text that continues a word: SentencePiece's dummy space (`▁`) before the
+    first token is dropped, or the first token replaced by its bare form; other tokenizers' ids as they are."""
+    if not ids or not adds_dummy_prefix(tokenizer):
         return ids
     head = tokenizer.convert_ids_to_tokens(ids[0])
     if head == "▁":

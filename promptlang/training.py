@@ -69,7 +69,12 @@ def fit(module: torch.nn.Module, loss_of: Callable[[list[int]], torch.Tensor], n
         seed: shuffles the batches.
         evaluate: the dev score after each epoch (higher is better); None: keep the last state.
         progress: called after each optimizer step with (step, total, loss).
+
+    Raises:
+        ValueError: there are no training examples (no batch would ever make a step).
     """
+    if n_examples < 1:
+        raise ValueError("no training examples")
     rng = random.Random(seed)
     steps = total_steps(settings, n_examples)
     optimizer = optimizer_for(settings, module.parameters())

@@ -72,6 +72,16 @@ def _report(benchmark, name: str, ours: float, baseline: float, higher_is_better
     print(f"\n{name}: ours {ours * 1000:.2f} ms, baseline {baseline * 1000:.2f} ms, ratio {ratio:.2f}")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One torch thread for ours and the baseline alike: on 2 cores, OpenMP start-up costs more than
+    it saves on these small tensors, and the ratios are steadier."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def bert(tmp_path_factory):
     """A small BERT (2 layers, hidden 128) on the real uncased WordPiece vocabulary, random weights."""
