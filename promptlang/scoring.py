@@ -196,7 +196,12 @@ def masked_greedy(model, pattern: p.Pattern, encoded: Encoded, rows: list[int], 
 # ---------------------------------------------------------------- causal LMs
 
 
-def _continuations(pattern: p.Pattern, encoded: Encoded, rows: list[int], suffix: int):
+def _prompt(ids: list[int], at: int, start: int) -> list[int]:
+    """The text before the mask; a mask at the very start (no BOS, as with GPT-2) follows a start token."""
+    return ids[:at] or [start]
+
+
+def _continuations(pattern: p.Pattern, encoded: Encoded, rows: list[int], suffix: int, start: int):
     """(prompt, continuation, owner) for every (example, word): the word then the text after the mask."""
     out = []
     for r in rows:
@@ -204,7 +209,7 @@ def _continuations(pattern: p.Pattern, encoded: Encoded, rows: list[int], suffix
         after = ids[at + encoded.mask_count : len(ids) - suffix]
         for c, lw in enumerate(pattern.labels):
             for word in lw.ids:
-                out.append((ids[:at], word + after, c))
+                out.append((_prompt(ids, at, start), word + after, c))
     return out
 
 
@@ -215,13 +220,13 @@ def causal_scores(model, pattern: p.Pattern, encoded: Encoded, rows: list[int], 
     single = bool((lengths == 1).all()) and all(
         encoded.mask_at[r] + encoded.mask_count == len(encoded.ids[r]) - suffix for r in rows)
     if single:  # one forward pass, and the head only at the last position and the words' rows
-        ids, attention = pad([encoded.ids[r][: encoded.mask_at[r]] for r in rows], pad_id)
+        ids, attention = pad([_prompt(encoded.ids[r], encoded.mask_at[r], pad_id) for r in rows], pad_id)
         hidden = hidden_states(model, ids, attention, soft, [encoded.soft_at[r] for r in rows])  # (B, L, H)
         last = hidden[torch.arange(len(rows)), attention.sum(1) - 1]  # (B, H)
         word_scores = row_logits(model, last, tokens[:, 0])  # (B, W)
         word_scores = word_scores - torch.logsumexp(word_scores, dim=1, keepdim=True)
         return aggregate(word_scores, owner, len(pattern.labels), pattern.aggregate)
-    items = _continuations(pattern, encoded, rows, suffix)
+    items = _continuations(pattern, encoded, rows, suffix, pad_id)
     ids, attention = pad([prompt + cont for prompt, cont, _ in items], pad_id)
     soft_at = [encoded.soft_at[r] for r in rows for _ in range(len(owner))]
     hidden = hidden_states(model, ids, attention, soft, soft_at)  # (N, L, H)

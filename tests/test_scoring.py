@@ -360,3 +360,20 @@ def test_soft_prompt_vectors_replace_the_placeholders(models, family):
         torch.testing.assert_close(score(None), with_soft, atol=1e-5, rtol=0)
     finally:
         model.set_input_embeddings(embeddings)
+
+
+def test_causal_mask_at_the_very_start_follows_a_start_token(models):
+    """With no BOS (as with GPT-2) a mask first in the input has no text before it: the words are
+    scored after one start token (the pad/eos id), as GPT-2 users do with <|endoftext|>."""
+    model, tokenizer = models["causal"]
+    pattern, encoded, info = encoded_for(tokenizer, "causal", '"[MASK] {{ sentence }}"', MULTI)
+    prefix = len(info.prefix)
+    bare = Encoded(ids=[ids[prefix:] for ids in encoded.ids], mask_at=[at - prefix for at in encoded.mask_at],
+                   soft_at=[[] for _ in encoded.ids], labels=encoded.labels, mask_count=encoded.mask_count)
+    started = Encoded(ids=[[info.pad_id, *ids] for ids in bare.ids], mask_at=[1] * len(bare),
+                      soft_at=bare.soft_at, labels=bare.labels, mask_count=bare.mask_count)
+    with torch.no_grad():
+        rows = list(range(len(bare)))
+        scores = scoring.causal_scores(model, pattern, bare, rows, info.pad_id)
+        expected = scoring.causal_scores(model, pattern, started, rows, info.pad_id)
+    torch.testing.assert_close(scores, expected)
