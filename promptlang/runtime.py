@@ -227,12 +227,15 @@ def prompt_finetune(session: Session, splits: Splits, name: str, seed: int | Non
     module = torch.nn.ModuleList([session.model] + ([soft] if soft else []))
     generator = torch.Generator().manual_seed(seed or 0)
     targets = torch.tensor(train.labels)
+    # PET computes the language-modelling loss on unlabeled text; without any, on the training inputs
+    text = session.encode(pattern, splits.unlabeled, method.max_length) if splits.unlabeled else train
 
     def loss_of(rows: list[int]) -> torch.Tensor:
         scores = label_scores(session, pattern, train, rows, train=True, soft=soft)  # (B, C)
         loss = method.loss.ce * F.cross_entropy(scores, targets[rows])
         if method.loss.mlm > 0:
-            loss = loss + method.loss.mlm * _mlm_loss(session, train, rows, generator)
+            lm_rows = rows if text is train else torch.randint(len(text), (len(rows),), generator=generator).tolist()
+            loss = loss + method.loss.mlm * _mlm_loss(session, text, lm_rows, generator)
         return loss
 
     def evaluate() -> float:

@@ -400,3 +400,22 @@ def test_fit_without_examples_is_an_error():
 
     with pytest.raises(ValueError, match="no training examples"):
         fit(torch.nn.Linear(1, 1), lambda rows: torch.zeros(()), 0, m.Training(steps=1), 0)
+
+
+def test_the_mlm_loss_reads_unlabeled_text_when_there_is_some(tmp_path, model_dirs, monkeypatch):
+    """As in PET, the auxiliary language-modelling loss is computed on unlabeled examples."""
+    tinymodels.write_data(tmp_path, "unlabeled.tsv", rows=[("", "an unlabeled review"), ("", "another one")])
+    seen = []
+    mlm = runtime._mlm_loss
+
+    def recording(session, encoded, rows, generator):
+        seen.append((len(encoded), list(rows)))
+        return mlm(session, encoded, rows, generator)
+
+    monkeypatch.setattr(runtime, "_mlm_loss", recording)
+    spec = dict(RUNS["masked-prompt"])
+    path = write_spec(tmp_path, model_dirs, **spec)
+    path.write_text(path.read_text().replace('  text      sentence', '  unlabeled "unlabeled.tsv"\n  text      sentence'))
+    run(path, str(tmp_path / "out"), quiet=True)
+    assert [size for size, _ in seen] == [2, 2]  # two optimizer steps, each on the 2 unlabeled examples' encoding
+    assert all(len(rows) == 2 and set(rows) <= {0, 1} for _, rows in seen)
