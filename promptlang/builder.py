@@ -250,7 +250,7 @@ class _Builder:
                 else (entry.kind, entry.kind_span)
             if mappings and key == mappings:
                 self._error(path + (key,), f"`{key}` cannot be set directly", key_span,
-                                       f'write each label\'s words as a mapping: `positive -> "great"`')
+                                       'write each label\'s words as a mapping: `positive -> "great"`')
                 continue
             if key in out:
                 first = self.locations.key(path + (key,))
