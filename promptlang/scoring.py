@@ -128,7 +128,7 @@ def aggregate(word_scores: torch.Tensor, owner: torch.Tensor, labels: int, how: 
 
 def mask_log_probs(model, ids, attention, mask_at: torch.Tensor, count: int, soft=None, soft_at=None) -> torch.Tensor:
     """Log-probabilities over the vocabulary at each mask: (B, L) → (B, K, V); the head runs at the masks only."""
-    positions = mask_at.unsqueeze(1) + torch.arange(count).unsqueeze(0)  # (B, K)
+    positions = (mask_at.unsqueeze(1) + torch.arange(count).unsqueeze(0)).clamp(max=ids.shape[1] - 1)  # (B, K)
     base, _ = _base_and_head(model)
     if base is None:  # a model whose head cannot be split off: full logits, then gather
         logits = model(input_ids=ids, attention_mask=attention).logits  # (B, L, V)
@@ -153,6 +153,11 @@ def masked_parallel(model, pattern: p.Pattern, encoded: Encoded, rows: list[int]
     return aggregate(word_scores, owner, len(pattern.labels), pattern.aggregate)
 
 
+def _with_masks(ids: list[int], at: int, count: int, keep: int) -> list[int]:
+    """The input with only the first `keep` of its `count` masks."""
+    return ids[: at + keep] + ids[at + count:]
+
+
 @torch.no_grad()
 def masked_greedy(model, pattern: p.Pattern, encoded: Encoded, rows: list[int], pad_id: int,
                   batch_size: int, soft=None) -> torch.Tensor:
@@ -165,7 +170,9 @@ def masked_greedy(model, pattern: p.Pattern, encoded: Encoded, rows: list[int], 
     tokens, lengths, owner = word_table(pattern)  # (W, K), (W,), (W,)
     words = tokens.shape[0]
     pairs = [(r, w) for r in rows for w in range(words)]
-    sequences = [list(encoded.ids[r]) for r, _ in pairs]
+    # as in PET, a word of n tokens is decoded with n masks: the slot's extra masks are dropped for it
+    sequences = [_with_masks(encoded.ids[r], encoded.mask_at[r], encoded.mask_count, int(lengths[w]))
+                 for r, w in pairs]
     filled = torch.zeros((len(pairs), encoded.mask_count), dtype=torch.bool)
     scores = torch.zeros(len(pairs))
     steps = int(lengths.max())

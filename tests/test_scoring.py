@@ -99,6 +99,7 @@ TABLE = {
     (MASK, MASK): (distribution(y=0.5, z=0.2), distribution(y=0.1, z=0.6)),
     (MASK, 6): (distribution(y=0.3, z=0.1), distribution(z=0.9)),
     (6, MASK): (distribution(y=0.4), distribution(y=0.7, z=0.1)),
+    (MASK, 2): (distribution(y=0.5, z=0.2), distribution()),  # a one-token word gets one mask, then [SEP]
 }
 
 
@@ -165,12 +166,13 @@ def test_greedy_fills_the_most_confident_mask_first(batch_size):
     scores = scoring.masked_greedy(model, pattern, encoded, [0, 1], 0, batch_size)
     # "y z": p(z at slot 1) = .6 beats p(y at slot 0) = .5, so slot 1 first, then p(y | _ z) = .3
     # "z y": p(z at slot 0) = .2 beats p(y at slot 1) = .1, so slot 0 first, then p(y | z _) = .7
-    # "y": one token, slot 0 only: .5
+    # "y": one token, decoded with one mask as PET does (the slot's second mask is dropped): .5
     expected = [math.log(0.6 * 0.3), math.log((0.2 * 0.7 + 0.5) / 2)]
     torch.testing.assert_close(scores, torch.tensor([expected, expected]), atol=1e-6, rtol=0)
     # the second round saw "y z" with slot 1 filled and "z y" with slot 0 filled, never left to right
-    second = {state for _, state in model.seen if state != (MASK, MASK)}
+    second = {state for _, state in model.seen if state not in ((MASK, MASK), (MASK, 2))}
     assert second == {(MASK, 6), (6, MASK)}
+    assert (MASK, 2) in {state for _, state in model.seen}  # "y" was asked with one mask
 
 
 def test_greedy_differs_from_parallel_by_hand():
@@ -194,7 +196,9 @@ def greedy_one_at_a_time(model, pattern, encoded) -> torch.Tensor:
         for lw in pattern.labels:
             word_scores = []
             for word in lw.ids:
-                sequence, open_, score = list(ids), set(range(len(word))), 0.0
+                # PET: a word of n tokens is decoded with n masks
+                sequence = list(ids[: at + len(word)]) + list(ids[at + encoded.mask_count:])
+                open_, score = set(range(len(word))), 0.0
                 while open_:
                     lp = reference.log_probs(model, sequence)
                     j = max(sorted(open_), key=lambda slot: float(lp[at + slot, word[slot]]))
