@@ -22,7 +22,7 @@ from promptlang.data import DataError, load_splits
 from promptlang.diagnostics import Diagnostics, SpecError
 from promptlang.models import cache_dir, family_for, load_model, load_tokenizer
 from promptlang.pipeline import TooLong
-from promptlang.predictor import save_extras
+from promptlang.predictor import EXTRAS, save_extras
 from promptlang.runtime import METHODS, RunError, Session
 from promptlang.source import Source
 
@@ -198,8 +198,23 @@ def run(spec_path: Path, out: str | None = None, overrides: list[str] = (), quie
         f"parameters; {len(plan.stages)} stages, {total.optimizer_steps} optimizer steps, "
         f"{total.forward_passes} forward passes")
     session = Session(plan, tokenizer, model, cache_dir(), log)
+    target = output_dir(spec, spec_path, out)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.partial-"))
+    try:
+        results, outcomes = _run_stages(session, splits, analysis, staging, log)
+        log(f"done in {time.time() - started:.0f} s")
+        write_artifact(staging, target, plan, tokenizer, results, outcomes, splits, log_lines)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return results
+
+
+def _run_stages(session: Session, splits, analysis, staging: Path, log) -> tuple["Results", list]:
+    """Every evaluate stage (its training happens inside it); the model with the best dev score is kept."""
+    spec, plan = session.spec, session.plan
     method = METHODS[spec.method.kind]
-    results, outcomes = Results(), []
+    results, outcomes, best = Results(), [], -float("inf")
     for stage in plan.stages:
         if stage.kind != "evaluate":
             continue
@@ -220,50 +235,48 @@ def run(spec_path: Path, out: str | None = None, overrides: list[str] = (), quie
                                 time.time() - began))
         outcomes.append((stage, outcome))
         log(f"  {stage.id}: " + "  ".join(f"{k} {v:.4f}" for k, v in scores.items()))
-    log(f"done in {time.time() - started:.0f} s")
-    write_artifact(output_dir(spec, spec_path, out), plan, session, results, outcomes, splits, log_lines)
-    return results
+        if (outcome.dev is None and best == -float("inf")) or (outcome.dev is not None and outcome.dev > best):
+            best = outcome.dev if outcome.dev is not None else best
+            keep_model(staging, session, stage, outcome)
+    return results, outcomes
 
 
-def write_artifact(target: Path, plan, session: Session, results: Results, outcomes, splits, log_lines) -> None:
-    """Write the run's directory next to its final place, then move it there in one step."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.partial-"))
-    try:
-        (staging / "spec.json").write_text(plan.spec.model_dump_json(indent=2), encoding="utf-8")
-        (staging / "plan.json").write_text(plan.model_dump_json(indent=2), encoding="utf-8")
-        (staging / "verbalizer.json").write_text(json.dumps(_verbalizers(plan, session.tokenizer), indent=2,
-                                                            ensure_ascii=False), encoding="utf-8")
-        (staging / "metrics.json").write_text(json.dumps(
-            {"runs": [r.__dict__ for r in results.rows], "summary": results.summary()}, indent=2), encoding="utf-8")
-        _write_predictions(staging / "predictions.tsv", plan, outcomes, splits)
-        (staging / "log.txt").write_text("\n".join(log_lines) + "\n", encoding="utf-8")
-        extras = save_extras(staging, outcomes[-1][1]) if outcomes else {}
-        (staging / "predictor.json").write_text(json.dumps({**_predictor(plan), "extras": extras}), encoding="utf-8")
-        session.tokenizer.save_pretrained(staging / "model")
-        session.model.save_pretrained(staging / "model", safe_serialization=True)
-        if target.exists():
-            old = target.with_name(f".{target.name}.old-{os.getpid()}")
-            os.replace(target, old)
-            os.replace(staging, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(staging, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+def keep_model(staging: Path, session: Session, stage, outcome) -> None:
+    """Save the model as it is after `stage` (weights, tokenizer, head or soft prompt, calibration)."""
+    shutil.rmtree(staging / "model", ignore_errors=True)
+    (staging / EXTRAS).unlink(missing_ok=True)
+    extras = save_extras(staging, outcome)
+    info = {"method": session.spec.method.kind, "family": session.family, "pattern": stage.pattern,
+            "stage": stage.id, "dev": outcome.dev, "labels": session.spec.labels, "extras": extras}
+    (staging / "predictor.json").write_text(json.dumps(info), encoding="utf-8")
+    session.tokenizer.save_pretrained(staging / "model")
+    session.model.save_pretrained(staging / "model", safe_serialization=True)
+
+
+def write_artifact(staging: Path, target: Path, plan, tokenizer, results: "Results", outcomes, splits,
+                   log_lines) -> None:
+    """Finish the run's directory beside its final place, then move it there in one step."""
+    (staging / "spec.json").write_text(plan.spec.model_dump_json(indent=2), encoding="utf-8")
+    (staging / "plan.json").write_text(plan.model_dump_json(indent=2), encoding="utf-8")
+    (staging / "verbalizer.json").write_text(json.dumps(_verbalizers(plan, tokenizer), indent=2,
+                                                        ensure_ascii=False), encoding="utf-8")
+    (staging / "metrics.json").write_text(json.dumps(
+        {"runs": [r.__dict__ for r in results.rows], "summary": results.summary()}, indent=2), encoding="utf-8")
+    _write_predictions(staging / "predictions.tsv", plan, outcomes, splits)
+    (staging / "log.txt").write_text("\n".join(log_lines) + "\n", encoding="utf-8")
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        os.replace(target, old)
+        os.replace(staging, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(staging, target)
 
 
 def _verbalizers(plan, tokenizer) -> dict:
     return {name: {lw.label: [{"word": w, "ids": ids, "tokens": tokenizer.convert_ids_to_tokens(ids)}
                               for w, ids in zip(lw.words, lw.ids)] for lw in pattern.labels}
             for name, pattern in plan.patterns.items()}
-
-
-def _predictor(plan) -> dict:
-    """What the saved model is: the last stage's (its pattern, and what it needs besides the weights)."""
-    last = [s for s in plan.stages if s.kind == "evaluate"][-1]
-    return {"method": plan.spec.method.kind, "family": plan.family, "pattern": last.pattern,
-            "stage": last.id, "labels": plan.spec.labels}
 
 
 def _write_predictions(path: Path, plan, outcomes: list[tuple], splits) -> None:

@@ -419,3 +419,14 @@ def test_the_mlm_loss_reads_unlabeled_text_when_there_is_some(tmp_path, model_di
     run(path, str(tmp_path / "out"), quiet=True)
     assert [size for size, _ in seen] == [2, 2]  # two optimizer steps, each on the 2 unlabeled examples' encoding
     assert all(len(rows) == 2 and set(rows) <= {0, 1} for _, rows in seen)
+
+
+def test_the_saved_model_is_the_run_with_the_best_dev_score(tmp_path, model_dirs):
+    spec = dict(RUNS["causal-prompt"])
+    path = write_spec(tmp_path, model_dirs, **spec)
+    path.write_text(path.read_text().replace("  shots     2", "  shots     2\n  dev_shots 1"))
+    run(path, str(tmp_path / "out"), ["method.seeds=42,7,3"], quiet=True)
+    runs = json.loads((tmp_path / "out" / "metrics.json").read_text())["runs"]
+    best = max(runs, key=lambda r: r["dev"])  # the first of equals, as the runner keeps it
+    kept = json.loads((tmp_path / "out" / "predictor.json").read_text())
+    assert len(runs) == 3 and kept["stage"] == best["stage"] and kept["dev"] == best["dev"]
