@@ -8,6 +8,7 @@ classification head all share the encoding and scoring below.
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -112,9 +113,13 @@ def probabilities(session: Session, pattern: p.Pattern, encoded: Encoded, batch_
                   soft: scoring.SoftPrompt | None = None) -> np.ndarray:
     """Label probabilities (N, C), normalised over the labels."""
     out = []
-    for start in range(0, len(encoded), batch_size):
+    started, batches = time.time(), math.ceil(len(encoded) / batch_size)
+    for number, start in enumerate(range(0, len(encoded), batch_size), 1):
         rows = list(range(start, min(start + batch_size, len(encoded))))
         out.append(torch.softmax(label_scores(session, pattern, encoded, rows, soft=soft), dim=1))
+        if batches >= 10 and (number % max(1, batches // 5) == 0 or number == batches):
+            left = (time.time() - started) / number * (batches - number)
+            session.log(f"    scored {rows[-1] + 1}/{len(encoded)} examples  eta {left:.0f} s")
     return torch.cat(out).numpy() if out else np.zeros((0, len(pattern.labels)))
 
 
