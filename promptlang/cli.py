@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 from promptlang import __version__
-from promptlang.diagnostics import Diagnostics, render_github, render_json, render_text, summary
+from promptlang.diagnostics import Diagnostics, SpecError, render_github, render_json, render_text, summary
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
@@ -36,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as error:
         print(f"promptlang: error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except SpecError as error:  # found while compiling or running: located at the spec line
+        print(render_text(error.diagnostics))
+        return EXIT_PROBLEMS
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
@@ -230,8 +233,7 @@ def _dump(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from promptlang.diagnostics import SpecError
-    from promptlang.runner import run
+    from promptlang.runner import OverrideError, run
 
     if not Path(args.path).is_file():
         raise UsageError(f"not a spec file: {args.path}")
@@ -239,22 +241,22 @@ def _run(args: argparse.Namespace) -> int:
         _quiet_transformers()
     try:
         results = run(Path(args.path), args.out, args.overrides, args.quiet)
-    except SpecError as error:
-        print(render_text(error.diagnostics))
-        return EXIT_PROBLEMS
-    except ValueError as error:
+    except OverrideError as error:
         raise UsageError(str(error)) from None
     print(results.table())
     return EXIT_OK
 
 
 def _prepared(args: argparse.Namespace):
-    from promptlang.runner import prepare
+    from promptlang.runner import OverrideError, prepare
 
     if not Path(args.path).is_file():
         raise UsageError(f"not a spec file: {args.path}")
     _quiet_transformers()
-    return prepare(Path(args.path), args.overrides)
+    try:
+        return prepare(Path(args.path), args.overrides)
+    except OverrideError as error:
+        raise UsageError(str(error)) from None
 
 
 def _quiet_transformers() -> None:
@@ -265,27 +267,17 @@ def _quiet_transformers() -> None:
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from promptlang.diagnostics import SpecError
     from promptlang.render import describe_plan
 
-    try:
-        prepared = _prepared(args)
-    except SpecError as error:
-        print(render_text(error.diagnostics))
-        return EXIT_PROBLEMS
+    prepared = _prepared(args)
     print(prepared.plan.model_dump_json(indent=2) if args.json else describe_plan(prepared))
     return EXIT_OK
 
 
 def _render(args: argparse.Namespace) -> int:
-    from promptlang.diagnostics import SpecError
     from promptlang.render import render_examples
 
-    try:
-        prepared = _prepared(args)
-    except SpecError as error:
-        print(render_text(error.diagnostics))
-        return EXIT_PROBLEMS
+    prepared = _prepared(args)
     print(render_examples(prepared, args.split, args.n))
     return EXIT_OK
 

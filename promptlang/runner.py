@@ -29,10 +29,14 @@ from promptlang.source import Source
 NOT_YET = {"pet": "PET's ensembles and distillation", "ipet": "iPET"}
 
 
+class OverrideError(ValueError):
+    """A `--set KEY=VALUE` that cannot be applied."""
+
+
 def parse_override(text: str):
     """`key.path=value` → (("key", "path"), value), the value read as a number, bool, list or text."""
     if "=" not in text:
-        raise ValueError(f"`--set {text}`: write KEY=VALUE, like `method.steps=10`")
+        raise OverrideError(f"`--set {text}`: write KEY=VALUE, like `method.steps=10`")
     key, value = text.split("=", 1)
 
     def read(item: str):
@@ -56,7 +60,12 @@ def apply_overrides(spec: m.Spec, overrides: list[str]) -> m.Spec:
         for part in path[:-1]:
             node = node.setdefault(part, {})
         node[path[-1]] = [value] if isinstance(node.get(path[-1]), list) and not isinstance(value, list) else value
-    return m.Spec.model_validate(data)
+    try:
+        return m.Spec.model_validate(data)
+    except ValueError as error:  # pydantic's ValidationError
+        first = error.errors()[0] if hasattr(error, "errors") else {"loc": (), "msg": str(error)}
+        where = ".".join(str(x) for x in first["loc"])
+        raise OverrideError(f"`--set {' '.join(overrides)}`: {where}: {first['msg']}") from None
 
 
 def load_checked(path: Path, overrides: list[str]) -> tuple[m.Spec, Source]:
