@@ -181,3 +181,23 @@ def test_schema_is_json_schema(capsys):
 
 def test_console_script_is_installed():
     assert shutil.which("promptlang") or (Path(__import__("sys").executable).parent / "promptlang").exists()
+
+
+@pytest.mark.parametrize("override, message", [
+    ("foo", "promptlang: error: `--set foo`: write KEY=VALUE, like `method.steps=10`\n"),
+    ("method.eval_batch_size=0", "promptlang: error: `--set method.eval_batch_size=0`: method.zero_shot.eval_batch_size: "
+                                 "Input should be greater than or equal to 1\n"),
+])
+def test_run_with_a_bad_override_is_a_usage_error(specs, monkeypatch, capsys, override, message):
+    pytest.importorskip("torch")
+    monkeypatch.chdir(specs)
+    assert run(["run", "good.prompt", "--set", override]) == 2
+    assert capsys.readouterr().err == message
+
+
+def test_run_refuses_what_cannot_run_yet_at_its_spec_line(capsys):
+    pytest.importorskip("torch")
+    assert run(["run", str(ROOT / "specs" / "sst2-pet.prompt")]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("error: `pet` cannot run yet: PET's ensembles and distillation are not built\n")
+    assert "sst2-pet.prompt:27:1" in out
