@@ -95,8 +95,7 @@ def _parser() -> argparse.ArgumentParser:
                     "output directory: compiled spec, plan, verbalizer, metrics, predictions, log, model.")
     run.add_argument("path", metavar="SPEC", help="a spec file")
     run.add_argument("--out", metavar="DIR", help="output directory (default: the spec's `output`, else results/NAME)")
-    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                     help="override a setting, e.g. --set method.steps=10 --set data.seeds=13,21")
+    _add_overrides(run, "override a setting, e.g. --set method.steps=10 --set data.seeds=13,21")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress, only the results table")
     run.set_defaults(run=_run)
 
@@ -107,8 +106,7 @@ def _parser() -> argparse.ArgumentParser:
                     "forward passes, examples read). Loads the tokenizer, not the model.")
     plan.add_argument("path", metavar="SPEC", help="a spec file")
     plan.add_argument("--json", action="store_true", help="print the whole plan as JSON")
-    plan.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                      help="override a setting, as for `run`")
+    _add_overrides(plan)
     plan.set_defaults(run=_plan)
 
     render = commands.add_parser(
@@ -118,8 +116,7 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument("path", metavar="SPEC", help="a spec file")
     render.add_argument("-n", type=int, default=3, metavar="N", help="examples per pattern (default 3)")
     render.add_argument("--split", choices=["train", "dev", "test", "unlabeled"], default="test")
-    render.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a setting, as for `run`")
+    _add_overrides(render)
     render.set_defaults(run=_render)
 
     predict = commands.add_parser(
@@ -135,6 +132,10 @@ def _parser() -> argparse.ArgumentParser:
                                  description="Print the JSON Schema of a validated spec.")
     schema.set_defaults(run=_schema)
     return parser
+
+
+def _add_overrides(parser: argparse.ArgumentParser, help: str = "override a setting, as for `run`") -> None:
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=help)
 
 
 def spec_files(paths: list[str]) -> list[Path]:
