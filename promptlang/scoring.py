@@ -209,14 +209,16 @@ def _prompt(ids: list[int], at: int, start: int) -> list[int]:
 
 
 def _continuations(pattern: p.Pattern, encoded: Encoded, rows: list[int], suffix: int, start: int):
-    """(prompt, continuation, owner) for every (example, word): the word then the text after the mask."""
+    """(prompt, continuation, owner, soft positions) for every (example, word): the word then the text
+    after the mask; soft tokens after the mask move with the word's length."""
     out = []
     for r in rows:
-        ids, at = encoded.ids[r], encoded.mask_at[r]
-        after = ids[at + encoded.mask_count : len(ids) - suffix]
+        ids, at, count = encoded.ids[r], encoded.mask_at[r], encoded.mask_count
+        after = ids[at + count : len(ids) - suffix]
         for c, lw in enumerate(pattern.labels):
             for word in lw.ids:
-                out.append((_prompt(ids, at, start), word + after, c))
+                soft = [q if q < at else q - count + len(word) for q in encoded.soft_at[r]]
+                out.append((_prompt(ids, at, start), word + after, c, soft))
     return out
 
 
@@ -234,15 +236,14 @@ def causal_scores(model, pattern: p.Pattern, encoded: Encoded, rows: list[int], 
         word_scores = word_scores - torch.logsumexp(word_scores, dim=1, keepdim=True)
         return aggregate(word_scores, owner, len(pattern.labels), pattern.aggregate)
     items = _continuations(pattern, encoded, rows, suffix, pad_id)
-    ids, attention = pad([prompt + cont for prompt, cont, _ in items], pad_id)
-    soft_at = [encoded.soft_at[r] for r in rows for _ in range(len(owner))]
-    hidden = hidden_states(model, ids, attention, soft, soft_at)  # (N, L, H)
-    starts = torch.tensor([len(prompt) for prompt, _, _ in items])
-    width = max(len(cont) for _, cont, _ in items)
+    ids, attention = pad([prompt + cont for prompt, cont, _, _ in items], pad_id)
+    hidden = hidden_states(model, ids, attention, soft, [positions for *_, positions in items])  # (N, L, H)
+    starts = torch.tensor([len(prompt) for prompt, *_ in items])
+    width = max(len(cont) for _, cont, *_ in items)
     positions = (starts.unsqueeze(1) - 1 + torch.arange(width).unsqueeze(0)).clamp(max=ids.shape[1] - 1)  # (N, T)
     targets = torch.zeros((len(items), width), dtype=torch.long)
     valid = torch.zeros((len(items), width))
-    for i, (_, cont, _) in enumerate(items):
+    for i, (_, cont, *_) in enumerate(items):
         targets[i, : len(cont)] = torch.tensor(cont)
         valid[i, : len(cont)] = 1
     picked = hidden.gather(1, positions.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))  # (N, T, H)

@@ -381,3 +381,21 @@ def test_causal_mask_at_the_very_start_follows_a_start_token(models):
         scores = scoring.causal_scores(model, pattern, bare, rows, info.pad_id)
         expected = scoring.causal_scores(model, pattern, started, rows, info.pad_id)
     torch.testing.assert_close(scores, expected)
+
+
+def test_causal_soft_tokens_after_the_mask_move_with_the_word(models):
+    """Soft tokens after the mask sit after the word, whatever its length: a soft prompt equal to the
+    placeholder's own embedding changes nothing, and one that differs changes the scores."""
+    model, tokenizer = models["causal"]
+    pattern, encoded, info = encoded_for(tokenizer, "causal", '"{{ sentence }} It was [MASK]. [SOFT:2]"', MULTI,
+                                         method="prompt_finetune {}")
+    rows = list(range(len(encoded)))
+    soft = scoring.SoftPrompt(model, 2, seed=0)
+    with torch.no_grad():
+        soft.weight[:] = model.get_input_embeddings().weight[info.unk_id]
+        plain = scoring.causal_scores(model, pattern, encoded, rows, info.pad_id, 0, None)
+        same = scoring.causal_scores(model, pattern, encoded, rows, info.pad_id, 0, soft)
+        soft.weight[:] = 0.5
+        moved = scoring.causal_scores(model, pattern, encoded, rows, info.pad_id, 0, soft)
+    torch.testing.assert_close(same, plain)
+    assert not torch.allclose(moved, plain)
