@@ -113,18 +113,24 @@ def per_label(examples: list[Example], labels: list[str], k: int, rng: random.Ra
     return [examples[i] for i in chosen], set(chosen)
 
 
-def load_splits(spec: m.Spec, directory: Path, seed: int) -> Splits:
-    """Read every split and draw the few-shot sample for one data seed, as LM-BFF does.
+def read_splits(spec: m.Spec, directory: Path) -> dict[str, list[Example]]:
+    """Every split the spec names, read once (sampling for each data seed then reuses them)."""
+    return {split: read_split(spec, split, directory) for split in SPLITS}
+
+
+def sample_splits(spec: m.Spec, read: dict[str, list[Example]], seed: int) -> Splits:
+    """Draw the few-shot sample for one data seed from the splits as read, as LM-BFF does.
 
     Train: `shots` per label from the training file; dev: `dev_shots` per label from what
-    is left (or the dev file); unlabeled: the first `unlabeled_size` after a seeded shuffle.
+    is left (or the dev file); unlabeled: the first `unlabeled_size` after a seeded shuffle;
+    test: all, or a `test_size` sample that is the same for every seed.
     """
     data = spec.data
     rng = random.Random(seed)
-    train_all = read_split(spec, "train", directory)
-    splits = Splits(seed, test=read_split(spec, "test", directory))
+    train_all = read["train"]
+    splits = Splits(seed, test=read["test"])
     if data.test_size and data.test_size < len(splits.test):
-        splits.test = random.Random(0).sample(splits.test, data.test_size)  # the same sample for every seed
+        splits.test = random.Random(0).sample(splits.test, data.test_size)
     used: set[int] = set()
     if data.shots:
         splits.train, used = per_label(train_all, spec.labels, data.shots, rng)
@@ -133,9 +139,14 @@ def load_splits(spec: m.Spec, directory: Path, seed: int) -> Splits:
     if data.dev_shots:
         splits.dev, _ = per_label(train_all, spec.labels, data.dev_shots, rng, exclude=used)
     else:
-        splits.dev = read_split(spec, "dev", directory)
-    unlabeled = read_split(spec, "unlabeled", directory)
+        splits.dev = read["dev"]
+    unlabeled = list(read["unlabeled"])  # a copy: the shuffle must not reorder what other seeds read
     if unlabeled:
         rng.shuffle(unlabeled)
         splits.unlabeled = unlabeled[: data.unlabeled_size] if data.unlabeled_size else unlabeled
     return splits
+
+
+def load_splits(spec: m.Spec, directory: Path, seed: int) -> Splits:
+    """Read every split and draw the few-shot sample for one data seed."""
+    return sample_splits(spec, read_splits(spec, directory), seed)

@@ -18,13 +18,12 @@ from promptlang import metrics as metric_fns
 from promptlang import spec as m
 from promptlang.api import analyze
 from promptlang.compiler import compile_plan
-from promptlang.data import DataError, load_splits
+from promptlang.data import DataError, read_splits, sample_splits
 from promptlang.diagnostics import Diagnostics, SpecError
 from promptlang.models import cache_dir, family_for, load_model, load_tokenizer
 from promptlang.pipeline import TooLong
 from promptlang.predictor import EXTRAS, save_extras
 from promptlang.runtime import METHODS, RunError, Session
-from promptlang.source import Source
 
 NOT_YET = {"pet": "PET's ensembles and distillation", "ipet": "iPET"}
 
@@ -68,7 +67,7 @@ def apply_overrides(spec: m.Spec, overrides: list[str]) -> m.Spec:
         raise OverrideError(f"`--set {' '.join(overrides)}`: {where}: {first['msg']}") from None
 
 
-def load_checked(path: Path, overrides: list[str]) -> tuple[m.Spec, Source]:
+def load_checked(path: Path, overrides: list[str]) -> tuple[m.Spec, object]:
     """The validated spec of a file, or SpecError with every diagnostic."""
     analysis = analyze(path)
     if not analysis.ok or not isinstance(analysis.spec, m.Spec):
@@ -146,16 +145,22 @@ class Prepared:
     analysis: object
 
 
-def prepare(spec_path: Path, overrides: list[str] = ()) -> Prepared:
+def prepare(spec_path: Path, overrides: list[str] = (), checked: tuple | None = None) -> Prepared:
     """Check the spec, read and sample its data, load its tokenizer, compile the plan (no model weights).
+
+    Args:
+        spec_path: the spec file.
+        overrides: `--set` overrides.
+        checked: (spec, analysis) when the caller has already checked the spec.
 
     Raises:
         SpecError: the spec has errors, or its data does not match it.
     """
-    spec, analysis = load_checked(spec_path, list(overrides))
+    spec, analysis = checked or load_checked(spec_path, list(overrides))
     directory = spec_path.parent
     try:
-        splits = {seed: load_splits(spec, directory, seed) for seed in spec.data.seeds}
+        read = read_splits(spec, directory)
+        splits = {seed: sample_splits(spec, read, seed) for seed in spec.data.seeds}
     except DataError as error:
         raise spec_error(analysis, str(error), error.path) from None
     try:
@@ -196,7 +201,7 @@ def run(spec_path: Path, out: str | None = None, overrides: list[str] = (), quie
                          "use `select random`")
     started = time.time()
     log(f"promptlang run {spec_path}: {spec.method.kind}")
-    prepared = prepare(spec_path, overrides)
+    prepared = prepare(spec_path, overrides, checked=(spec, analysis))
     plan, tokenizer, splits = prepared.plan, prepared.tokenizer, prepared.splits
     try:
         model, family = load_model(spec.model, spec_path.parent, plan.family)
