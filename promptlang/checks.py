@@ -351,9 +351,11 @@ def demonstrations_defined(ctx: Context) -> None:
 
 def method_settings(ctx: Context) -> None:
     method, data = ctx.method, ctx.spec.data
-    if method.kind in TRAINED and not data.train:
-        ctx.error(f"`{method.kind}` trains, but `data` has no `train` split", ctx.key("data"),
-                  'add `train "train.tsv"` to `data`')
+    zero_shot_pet = method.kind in ("pet", "ipet") and data.unlabeled  # PET from unlabeled data alone
+    if method.kind in TRAINED and not data.train and not zero_shot_pet:
+        hint = 'add `train "train.tsv"` to `data`' + (
+            ', or `unlabeled "unlabeled.tsv"` for zero-shot PET' if method.kind in ("pet", "ipet") else "")
+        ctx.error(f"`{method.kind}` trains, but `data` has no `train` split", ctx.key("data"), hint)
     if method.kind in TRAINED and method.epochs and method.steps:
         ctx.error("set `epochs` or `steps`, not both", ctx.key("method", "steps"), "remove one of them")
     if getattr(method, "distill", None) and not data.unlabeled:

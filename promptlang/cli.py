@@ -97,6 +97,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--out", metavar="DIR", help="output directory (default: the spec's `output`, else results/NAME)")
     _add_overrides(run, "override a setting, e.g. --set method.steps=10 --set data.seeds=13,21")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress, only the results table")
+    run.add_argument("--stages", metavar="DIR",
+                     help="where PET / iPET keep finished stages for reuse and resuming "
+                          "(default: $PROMPTLANG_CACHE/stages)")
     run.set_defaults(run=_run)
 
     plan = commands.add_parser(
@@ -241,7 +244,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.quiet:
         _quiet_transformers()
     try:
-        results = run(Path(args.path), args.out, args.overrides, args.quiet)
+        results = run(Path(args.path), args.out, args.overrides, args.quiet, args.stages)
     except OverrideError as error:
         raise UsageError(str(error)) from None
     print(results.table())
@@ -290,6 +293,9 @@ def _predict(args: argparse.Namespace) -> int:
 
     artifact, source = Path(args.artifact), Path(args.input)
     if not (artifact / "predictor.json").is_file():
+        if (artifact / "metrics.json").is_file():
+            raise UsageError(f"{artifact} holds no single model to predict with: a PET run keeps one only when "
+                             f"it distils its ensemble (add a `distill {{ ... }}` block to `method`)")
         raise UsageError(f"not a `promptlang run` output directory: {artifact}")
     fmt = EXTENSIONS.get(source.suffix.lower())
     if not source.is_file() or fmt is None:

@@ -6,6 +6,7 @@ import math
 
 from promptlang import plan as p
 from promptlang import spec as m
+from promptlang.ensemble import eq_div, generation_sizes
 from promptlang.tokens import piece_ids, special_tokens, word_tokens
 
 TRAINED = ("finetune", "prompt_finetune", "pet", "ipet")
@@ -132,11 +133,88 @@ def _passes(pattern: p.Pattern | None, family: str, n: int, batch: int) -> int:
     return math.ceil(n * (1 if single and family == "causal" else words) / batch)
 
 
+def _training_work(method, n: int, pattern: p.Pattern | None, family: str, dev: int) -> p.Work:
+    """Training `n` examples for the method's steps, with dev evaluations about once an epoch."""
+    if n == 0:
+        return p.Work()
+    steps = _steps(method, n)
+    accum = method.grad_accum
+    epochs = max(1, math.ceil(steps * method.batch_size * accum / n))
+    lm = steps * accum if getattr(getattr(method, "loss", None), "mlm", 0) > 0 else 0
+    return p.Work(models_trained=1, optimizer_steps=steps,
+                  forward_passes=steps * accum + lm + epochs * _passes(pattern, family, dev, method.eval_batch_size),
+                  examples_read=steps * method.batch_size * accum + epochs * dev)
+
+
+def pet_stages(spec: m.Spec, patterns: dict[str, p.Pattern], family: str, splits: dict[int, dict[str, int]],
+               label_counts: dict[int, list[int]]) -> list[p.Stage]:
+    """PET's graph for each data sample: a model per pattern and repetition (for iPET, per generation,
+    each after a `label` stage that grows its training set), an ensemble per generation, then
+    distillation into a classifier on the last ensemble's soft labels."""
+    method = spec.method
+    kind = method.kind
+    generations = method.ipet.generations if kind == "ipet" else 1
+    batch = method.eval_batch_size
+    out: list[p.Stage] = []
+    for data_seed, counts in splits.items():
+        sizes = generation_sizes(label_counts[data_seed], method.ipet.scale_factor, generations) \
+            if kind == "ipet" else [counts["train"]]
+        previous: list[str] = []
+        for generation in range(generations):
+            gen = f"g{generation}/" if kind == "ipet" else ""
+            members: list[str] = []
+            for name, pattern in patterns.items():
+                for seed in method.seeds:
+                    tag = f"d{data_seed}/{gen}{name}/s{seed}"
+                    needs: list[str] = []
+                    if generation > 0:
+                        label_id = f"label/{tag}"
+                        others = [x for x in previous if x != f"train/d{data_seed}/g{generation - 1}/{name}/s{seed}"]
+                        out.append(p.Stage(id=label_id, kind="label", method=kind, pattern=name, data_seed=data_seed,
+                                           seed=seed, generation=generation, needs=others,
+                                           train_size=sizes[generation] - counts["train"],
+                                           work=p.Work(examples_read=counts["unlabeled"])))
+                        needs.append(label_id)
+                    work = _training_work(method, sizes[generation], pattern, family, counts["dev"])
+                    unlabeled = _passes(pattern, family, counts["unlabeled"], batch)
+                    scoring = p.Work(forward_passes=_passes(pattern, family, counts["train"], batch)
+                                     + _passes(pattern, family, counts["test"], batch) + unlabeled,
+                                     unlabeled_passes=unlabeled,
+                                     examples_read=counts["train"] + counts["test"] + counts["unlabeled"])
+                    out.append(p.Stage(id=f"train/{tag}", kind="train", method=kind, pattern=name,
+                                       data_seed=data_seed, seed=seed,
+                                       generation=generation if kind == "ipet" else None,
+                                       train_size=sizes[generation], needs=needs, work=work + scoring))
+                    members.append(f"train/{tag}")
+            out.append(p.Stage(id=f"ensemble/d{data_seed}" + (f"/g{generation}" if kind == "ipet" else ""),
+                               kind="ensemble", method=kind, data_seed=data_seed,
+                               generation=generation if kind == "ipet" else None, needs=members,
+                               work=p.Work(examples_read=counts["test"] + counts["unlabeled"])))
+            previous = members
+        if method.distill is not None:
+            distill = method.distill
+            for seed in distill.seeds:
+                work = _training_work(distill, counts["unlabeled"], None, family, counts["dev"])
+                out.append(p.Stage(id=f"distill/d{data_seed}/s{seed}", kind="distill", method=kind,
+                                   data_seed=data_seed, seed=seed, needs=[_last_ensemble(out, data_seed)],
+                                   train_size=counts["unlabeled"],
+                                   work=work + p.Work(forward_passes=_passes(None, family, counts["test"], distill.eval_batch_size),
+                                                      examples_read=counts["test"])))
+    return out
+
+
+def _last_ensemble(stages: list[p.Stage], data_seed: int) -> str:
+    return next(s.id for s in reversed(stages) if s.kind == "ensemble" and s.data_seed == data_seed)
+
+
 def stages(spec: m.Spec, patterns: dict[str, p.Pattern], family: str,
-           splits: dict[int, dict[str, int]]) -> list[p.Stage]:
+           splits: dict[int, dict[str, int]], label_counts: dict[int, list[int]] | None = None) -> list[p.Stage]:
     """The stage graph: for each data sample, each pattern and each seed, train (if the method trains) → evaluate."""
     method = spec.method
     kind = method.kind
+    if kind in ("pet", "ipet"):
+        counts = label_counts or {seed: eq_div(c["train"], len(spec.labels)) for seed, c in splits.items()}
+        return pet_stages(spec, patterns, family, splits, counts)
     out: list[p.Stage] = []
     data_seeds = list(splits) if kind not in ("zero_shot",) else list(splits)[:1]
     names = list(patterns) or [None]
@@ -171,7 +249,8 @@ def stages(spec: m.Spec, patterns: dict[str, p.Pattern], family: str,
     return out
 
 
-def compile_plan(spec: m.Spec, tokenizer, family: str, splits: dict[int, dict[str, int]]) -> p.Plan:
+def compile_plan(spec: m.Spec, tokenizer, family: str, splits: dict[int, dict[str, int]],
+                 label_counts: dict[int, list[int]] | None = None) -> p.Plan:
     """The whole plan.
 
     Args:
@@ -179,7 +258,9 @@ def compile_plan(spec: m.Spec, tokenizer, family: str, splits: dict[int, dict[st
         tokenizer: the model's tokenizer (a transformers tokenizer).
         family: masked, causal or seq2seq.
         splits: examples per split for each data seed.
+        label_counts: training examples per label for each data seed (sizes iPET's generations;
+            default: an even split).
     """
     patterns = {name: compile_pattern(spec, name, tokenizer) for name in spec.patterns}
     return p.Plan(spec=spec, family=family, tokenizer=tokenizer_info(tokenizer), patterns=patterns,
-                  splits=splits, stages=stages(spec, patterns, family, splits))
+                  splits=splits, stages=stages(spec, patterns, family, splits, label_counts))

@@ -68,6 +68,7 @@ class Work(_Plain):
     models_trained: int = 0
     optimizer_steps: int = 0
     forward_passes: int = 0
+    unlabeled_passes: int = Field(0, description="of the forward passes, those that score unlabeled data")
     examples_read: int = 0
 
     def __add__(self, other: "Work") -> "Work":
@@ -75,14 +76,23 @@ class Work(_Plain):
 
 
 class Stage(_Plain):
-    """One node of the stage graph: train or evaluate one pattern for one seed on one sample."""
+    """One node of the stage graph.
+
+    train / calibrate / evaluate: one pattern for one seed on one data sample. PET and iPET add
+    `label` (iPET: the examples an ensemble of other models labels for one model of the next
+    generation), `ensemble` (the models of one generation combined) and `distill` (the final
+    classifier trained on the ensemble's soft labels); a PET `train` stage also scores test and
+    unlabeled data.
+    """
 
     id: str
-    kind: Literal["train", "evaluate", "calibrate"]
+    kind: Literal["train", "evaluate", "calibrate", "label", "ensemble", "distill"]
     method: str
     pattern: Optional[str] = None
     data_seed: int
     seed: Optional[int] = None
+    generation: Optional[int] = Field(None, description="iPET generation")
+    train_size: Optional[int] = Field(None, description="examples the stage trains on (labelled, or soft-labelled)")
     needs: list[str] = Field(default_factory=list)
     work: Work = Field(default_factory=Work)
 

@@ -41,10 +41,15 @@ class Predictor:
         self.path = Path(path)
         self.info = json.loads((self.path / "predictor.json").read_text(encoding="utf-8"))
         plan = p.Plan.model_validate_json((self.path / "plan.json").read_text(encoding="utf-8"))
+        family = self.info.get("family", plan.family)
         loader = {"masked": AutoModelForMaskedLM, "causal": AutoModelForCausalLM,
-                  "seq2seq": AutoModelForSeq2SeqLM}[plan.family]
+                  "seq2seq": AutoModelForSeq2SeqLM}[family]
         tokenizer = AutoTokenizer.from_pretrained(str(self.path / "model"))
         model = loader.from_pretrained(str(self.path / "model"), dtype=torch.float32).eval()
+        if self.info["method"] == "distilled":  # PET's final classifier may sit on another model
+            from promptlang.compiler import tokenizer_info
+
+            plan = plan.model_copy(update={"family": family, "tokenizer": tokenizer_info(tokenizer)})
         self.session = runtime.Session(plan, tokenizer, model, cache=None, log=lambda text: None)
         self.tensors = {}
         if (self.path / EXTRAS).is_file():
@@ -66,10 +71,10 @@ class Predictor:
         """Label probabilities (N, C) for texts (the first text column) or dicts of columns."""
         session, examples = self.session, self._examples(inputs)
         method = session.spec.method
-        if self.info["method"] == "finetune":
+        if self.info["method"] in ("finetune", "distilled"):
             classifier = runtime.Classifier(session.model, session.family, len(self.labels))
             classifier.head.load_state_dict({"weight": self.tensors["head.weight"], "bias": self.tensors["head.bias"]})
-            ids = runtime.classifier_inputs(session, examples, method.max_length)
+            ids = runtime.classifier_inputs(session, examples, self.info.get("max_length", method.max_length))
             padded, attention = runtime.scoring.pad(ids, session.plan.tokenizer.pad_id)
             return torch.softmax(classifier(padded, attention), dim=1).numpy()
         pattern = session.plan.patterns[self.info["pattern"]]

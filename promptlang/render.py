@@ -27,6 +27,39 @@ def label_words(pattern: p.Pattern, tokenizer) -> list[str]:
                                         for w, ids in zip(lw.words, lw.ids)) for lw in pattern.labels]
 
 
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}" if n == 1 else f"{n} {what.replace('model ', 'models ').replace('step', 'steps').replace('pass', 'passes')}"
+
+
+def _work(work: p.Work) -> str:
+    parts = []
+    if work.models_trained:
+        parts.append(_count(work.models_trained, "model trained"))
+    if work.optimizer_steps:
+        parts.append(_count(work.optimizer_steps, "optimizer step"))
+    if work.forward_passes:
+        over = f" ({work.unlabeled_passes} over unlabeled data)" if work.unlabeled_passes else ""
+        parts.append(_count(work.forward_passes, "forward pass") + over)
+    if work.examples_read:
+        parts.append(f"{work.examples_read} examples read")
+    return ", ".join(parts) or "no model work"
+
+
+def _cost(stage: p.Stage) -> str:
+    """What a stage does and costs, in a line."""
+    if stage.kind == "label":
+        return f"labels {stage.train_size} unlabeled examples; {_work(stage.work)}"
+    if stage.kind in ("train", "distill") and stage.train_size is not None:
+        what = "soft-labelled examples" if stage.kind == "distill" else "examples"
+        head = f"on {stage.train_size} {what}" if stage.train_size else "zero-shot (no training examples)"
+        return f"{head}; {_work(stage.work)}"
+    return _work(stage.work)
+
+
+def _needs(needs: list[str]) -> str:
+    return ", ".join(needs) if len(needs) <= 3 else f"{', '.join(needs[:2])} and {len(needs) - 2} more"
+
+
 def describe_plan(prepared) -> str:
     """The plan as a reader wants it: model, data, patterns, stages and the total work."""
     plan, tokenizer = prepared.plan, prepared.tokenizer
@@ -39,13 +72,9 @@ def describe_plan(prepared) -> str:
         lines += [f"  {line}" for line in label_words(pattern, tokenizer)]
     lines.append("stages:")
     for stage in plan.stages:
-        work = stage.work
-        cost = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in work.model_dump().items() if v)
-        after = f"  (after {', '.join(stage.needs)})" if stage.needs else ""
-        lines.append(f"  {stage.id:<36} {cost}{after}")
-    total = plan.total()
-    lines.append(f"total: {total.models_trained} models trained, {total.optimizer_steps} optimizer steps, "
-                 f"{total.forward_passes} forward passes, {total.examples_read} examples read")
+        after = f"  (after {_needs(stage.needs)})" if stage.needs else ""
+        lines.append(f"  {stage.id:<36} {_cost(stage)}{after}")
+    lines.append(f"total: {_work(plan.total())}")
     return "\n".join(lines)
 
 

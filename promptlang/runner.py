@@ -11,6 +11,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -23,9 +24,8 @@ from promptlang.diagnostics import Diagnostics, SpecError
 from promptlang.models import cache_dir, family_for, load_model, load_tokenizer
 from promptlang.pipeline import TooLong
 from promptlang.predictor import EXTRAS, save_extras
-from promptlang.runtime import METHODS, RunError, Session
-
-NOT_YET = {"pet": "PET's ensembles and distillation", "ipet": "iPET"}
+from promptlang.runtime import METHODS, Outcome, RunError, Session
+from promptlang.store import Store
 
 
 class OverrideError(ValueError):
@@ -96,6 +96,12 @@ class Row:
     metrics: dict[str, float]
     dev: float | None = None
     seconds: float = 0.0
+    model: str | None = None  # the row's group in the summary (default: its pattern)
+    reused: bool = False  # found in the stage store, not computed by this run
+
+    @property
+    def group(self) -> str:
+        return self.model or self.pattern or "head"
 
 
 @dataclass
@@ -105,8 +111,8 @@ class Results:
     def summary(self) -> dict[str, dict[str, dict[str, float]]]:
         """Pattern → metric → mean and std over data seeds and seeds."""
         out: dict[str, dict[str, dict[str, float]]] = {}
-        for pattern in dict.fromkeys(r.pattern or "head" for r in self.rows):
-            rows = [r for r in self.rows if (r.pattern or "head") == pattern]
+        for pattern in dict.fromkeys(r.group for r in self.rows):
+            rows = [r for r in self.rows if r.group == pattern]
             out[pattern] = {}
             for metric in rows[0].metrics:
                 values = [r.metrics[metric] for r in rows]
@@ -119,7 +125,8 @@ class Results:
         lines = []
         for row in self.rows:
             scores = "  ".join(f"{k} {v:.4f}" for k, v in row.metrics.items())
-            lines.append(f"  {row.stage:<40} {scores}  ({row.seconds:.0f} s)")
+            took = "reused" if row.reused else f"{row.seconds:.0f} s"
+            lines.append(f"  {row.stage:<40} {scores}  ({took})")
         lines.append("")
         for pattern, values in self.summary().items():
             scores = "  ".join(f"{k} {v['mean'] * 100:.1f} ± {v['std'] * 100:.1f}" for k, v in values.items())
@@ -169,12 +176,18 @@ def prepare(spec_path: Path, overrides: list[str] = (), checked: tuple | None = 
     except (OSError, ValueError, ImportError) as error:
         raise spec_error(analysis, f"cannot load the model's tokenizer: {_first_line(error)}", ("model",),
                          "check the model source; a hub model needs the network or a filled cache") from None
-    plan = compile_plan(spec, tokenizer, family, {seed: s.counts() for seed, s in splits.items()})
+    label_counts = {seed: [sum(1 for e in s.train if e.label == label) for label in spec.labels]
+                    for seed, s in splits.items()}
+    plan = compile_plan(spec, tokenizer, family, {seed: s.counts() for seed, s in splits.items()}, label_counts)
     return Prepared(plan, tokenizer, splits, analysis)
 
 
-def run(spec_path: Path, out: str | None = None, overrides: list[str] = (), quiet: bool = False) -> Results:
+def run(spec_path: Path, out: str | None = None, overrides: list[str] = (), quiet: bool = False,
+        stages: str | Path | None = None) -> Results:
     """Run a spec end to end and write its artifact directory.
+
+    PET and iPET keep each finished stage in a store (`stages`, default `$PROMPTLANG_CACHE/stages`),
+    so that running the spec again reuses what is finished and a killed run resumes.
 
     Raises:
         SpecError: the spec has errors, or running it found one (located at its spec line).
@@ -187,9 +200,6 @@ def run(spec_path: Path, out: str | None = None, overrides: list[str] = (), quie
         if not quiet:
             print(text, file=sys.stderr, flush=True)
 
-    if spec.method.kind in NOT_YET:
-        raise spec_error(analysis, f"`{spec.method.kind}` cannot run yet: {NOT_YET[spec.method.kind]} "
-                                   f"are not built", ("method",), "run one pattern with `method prompt_finetune`")
     if getattr(spec.method, "label_word_search", None) or getattr(spec.method, "template_search", None):
         raise spec_error(analysis, "LM-BFF's automatic search cannot run yet", ("method",),
                          "remove `label_word_search` and `template_search` to train the templates as written")
@@ -216,7 +226,11 @@ def run(spec_path: Path, out: str | None = None, overrides: list[str] = (), quie
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.partial-"))
     try:
-        results, outcomes = _run_stages(session, splits, analysis, staging, log)
+        if spec.method.kind in ("pet", "ipet"):
+            store = Store(Path(stages) if stages else cache_dir() / "stages")
+            results, outcomes = _run_pet(session, splits, prepared.analysis, staging, store, spec_path.parent, log)
+        else:
+            results, outcomes = _run_stages(session, splits, analysis, staging, log)
         log(f"done in {time.time() - started:.0f} s")
         write_artifact(staging, target, plan, tokenizer, results, outcomes, splits, log_lines)
     finally:
@@ -253,6 +267,90 @@ def _run_stages(session: Session, splits, analysis, staging: Path, log) -> tuple
             best = outcome.dev if outcome.dev is not None else best
             keep_model(staging, session, stage, outcome)
     return results, outcomes
+
+
+def _run_pet(session: Session, splits, analysis, staging: Path, store: Store, directory: Path,
+             log) -> tuple["Results", list]:
+    """PET / iPET through the stage store; rows for every pattern model, ensemble and distilled model."""
+    from promptlang.ensemble import softmax
+    from promptlang.pet import HEAD, MODEL, PetRun
+
+    spec = session.spec
+    distill = spec.method.distill
+    other = _classifier_session(session, distill.model, directory, analysis) if distill and distill.model else None
+    pet = PetRun(session, splits, store, other, log)
+    try:
+        done = pet.run()
+    except RunError as error:
+        raise spec_error(analysis, str(error), error.path, error.hint) from None
+    except TooLong as error:
+        stage = pet.current
+        raise spec_error(analysis, f"template `{stage.pattern}` leaves no room for an input: {error}",
+                         ("templates", stage.pattern, "text"),
+                         "raise `max_length` in `method`, or mark long fields with `| shorten`") from None
+    results, outcomes = Results(), []
+    metrics = spec.evaluate.metrics or list(metric_fns.CLASSIFICATION)
+    for item in done:
+        stage = item.stage
+        shown = staging / "stages" / stage.id
+        shutil.copytree(item.path, shown, ignore=shutil.ignore_patterns(MODEL, HEAD))
+        if stage.kind == "label":
+            continue
+        test = splits[stage.data_seed].test
+        gold = [spec.labels.index(e.label) if e.label in spec.labels else -1 for e in test]
+        probs = softmax(item.logits("test"))
+        scores = metric_fns.compute(metrics, gold, probs) if test else {}
+        generation = f"g{stage.generation} " if stage.generation is not None else ""
+        group = {"train": f"{generation}{stage.pattern}", "ensemble": f"{generation}ensemble",
+                 "distill": "distilled"}[stage.kind]
+        results.rows.append(Row(stage.id, stage.data_seed, stage.pattern, stage.seed, scores,
+                                item.result.get("dev"), item.result.get("seconds", 0.0), group, item.reused))
+        outcomes.append((stage, Outcome(probs, gold)))
+        log(f"  {stage.id}: " + "  ".join(f"{k} {v:.4f}" for k, v in scores.items()))
+    final = [item for item in done if item.stage.kind == "distill"]
+    if final:
+        best = max(final, key=lambda x: -float("inf") if x.result.get("dev") is None else x.result["dev"])
+        _link_tree(best.path / MODEL, staging / "model")
+        _link_tree(best.path / HEAD, staging / EXTRAS)
+        info = {"method": "distilled", "family": best.result["family"], "pattern": None, "stage": best.stage.id,
+                "dev": best.result.get("dev"), "labels": spec.labels, "extras": {},
+                "max_length": distill.max_length}
+        (staging / "predictor.json").write_text(json.dumps(info), encoding="utf-8")
+    return results, outcomes
+
+
+def _link_tree(source: Path, target: Path) -> None:
+    """Hard links where the file system allows (a model can be gigabytes), copies otherwise."""
+    def link(src, dst):
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+    if source.is_dir():
+        shutil.copytree(source, target, copy_function=link)
+    else:
+        link(source, target)
+
+
+def _classifier_session(session: Session, name: str, directory: Path, analysis) -> "Callable[[], Session]":
+    """A loader for the model that `distill { model ... }` names: a folder beside the spec, else a hub id."""
+    from promptlang.compiler import tokenizer_info
+
+    source = m.Model(path=name) if (directory / name).is_dir() else m.Model(hub=name)
+    loaded: list[Session] = []
+
+    def load() -> Session:
+        if not loaded:
+            try:
+                tokenizer = load_tokenizer(source, directory)
+                model, family = load_model(source, directory, family_for(source, directory))
+            except (OSError, ValueError, ImportError) as error:
+                raise RunError(f"cannot load the distillation model `{name}`: {_first_line(error)}",
+                               ("method", "distill", "model")) from None
+            plan = session.plan.model_copy(update={"family": family, "tokenizer": tokenizer_info(tokenizer)})
+            loaded.append(Session(plan, tokenizer, model, session.cache, session.log))
+        return loaded[0]
+    return load
 
 
 def keep_model(staging: Path, session: Session, stage, outcome) -> None:

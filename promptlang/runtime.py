@@ -24,6 +24,7 @@ from promptlang import scoring
 from promptlang import spec as m
 from promptlang.compiler import compile_pattern
 from promptlang.data import Example, Splits
+from promptlang.ensemble import softmax
 from promptlang.pipeline import Encoded, encode_cached
 from promptlang.training import History, fit
 
@@ -109,18 +110,24 @@ def label_scores(session: Session, pattern: p.Pattern, encoded: Encoded, rows: l
 
 
 @torch.no_grad()
-def probabilities(session: Session, pattern: p.Pattern, encoded: Encoded, batch_size: int,
-                  soft: scoring.SoftPrompt | None = None) -> np.ndarray:
-    """Label probabilities (N, C), normalised over the labels."""
+def logits(session: Session, pattern: p.Pattern, encoded: Encoded, batch_size: int,
+           soft: scoring.SoftPrompt | None = None) -> np.ndarray:
+    """Label log-scores (N, C): the logits that softmax turns into label probabilities."""
     out = []
     started, batches = time.time(), math.ceil(len(encoded) / batch_size)
     for number, start in enumerate(range(0, len(encoded), batch_size), 1):
         rows = list(range(start, min(start + batch_size, len(encoded))))
-        out.append(torch.softmax(label_scores(session, pattern, encoded, rows, soft=soft), dim=1))
+        out.append(label_scores(session, pattern, encoded, rows, soft=soft).float())
         if batches >= 10 and (number % max(1, batches // 5) == 0 or number == batches):
             left = (time.time() - started) / number * (batches - number)
             session.log(f"    scored {rows[-1] + 1}/{len(encoded)} examples  eta {left:.0f} s")
-    return torch.cat(out).numpy() if out else np.zeros((0, len(pattern.labels)))
+    return torch.cat(out).numpy() if out else np.zeros((0, len(pattern.labels)), dtype=np.float32)
+
+
+def probabilities(session: Session, pattern: p.Pattern, encoded: Encoded, batch_size: int,
+                  soft: scoring.SoftPrompt | None = None) -> np.ndarray:
+    """Label probabilities (N, C), normalised over the labels."""
+    return softmax(logits(session, pattern, encoded, batch_size, soft))
 
 
 def calibrate(probs: np.ndarray, content_free: np.ndarray) -> np.ndarray:
@@ -217,23 +224,37 @@ def _mlm_loss(session: Session, encoded: Encoded, rows: list[int], rng: torch.Ge
     return F.cross_entropy(logits, ids[chosen])
 
 
-def prompt_finetune(session: Session, splits: Splits, name: str, seed: int | None) -> Outcome:
-    """Prompt-based fine-tuning: cross-entropy over the label scores, plus PET's weighted MLM loss."""
+@dataclass
+class Trained:
+    """A pattern model after training: the soft prompt it learned (if any) and how training went."""
+
+    soft: scoring.SoftPrompt | None
+    history: History | None
+
+    @property
+    def dev(self) -> float | None:
+        return max(self.history.dev) if self.history and self.history.dev else None
+
+
+def train_pattern(session: Session, pattern: p.Pattern, train_examples: list[Example], dev_examples: list[Example],
+                  unlabeled: list[Example], seed: int) -> Trained:
+    """Prompt-based fine-tuning of the session's model on one pattern: cross-entropy over the label
+    scores plus PET's weighted auxiliary MLM loss (on `unlabeled`, else on the training inputs).
+    With no training examples nothing is trained (zero-shot PET)."""
     method = session.spec.method
-    pattern = session.plan.patterns[name]
-    _check_trainable(session, splits)
     if method.loss.mlm > 0 and session.family != "masked":
         raise RunError(f"the auxiliary MLM loss needs a masked language model, but this model is {session.family}",
                        ("method", "loss", "mlm"), "set `mlm 0`, or use a masked LM")
-    train = session.encode(pattern, splits.train, method.max_length)
-    dev = session.encode(pattern, splits.dev, method.max_length) if splits.dev else None
     soft_count = sum(piece.count for piece in pattern.pieces if piece.kind == "soft")
-    soft = scoring.SoftPrompt(session.model, soft_count, seed or 0) if soft_count else None
+    soft = scoring.SoftPrompt(session.model, soft_count, seed) if soft_count else None
+    if not train_examples:
+        return Trained(soft, None)
+    train = session.encode(pattern, train_examples, method.max_length)
+    dev = session.encode(pattern, dev_examples, method.max_length) if dev_examples else None
     module = torch.nn.ModuleList([session.model] + ([soft] if soft else []))
-    generator = torch.Generator().manual_seed(seed or 0)
+    generator = torch.Generator().manual_seed(seed)
     targets = torch.tensor(train.labels)
-    # PET computes the language-modelling loss on unlabeled text; without any, on the training inputs
-    text = session.encode(pattern, splits.unlabeled, method.max_length) if splits.unlabeled else train
+    text = session.encode(pattern, unlabeled, method.max_length) if unlabeled else train
 
     def loss_of(rows: list[int]) -> torch.Tensor:
         scores = label_scores(session, pattern, train, rows, train=True, soft=soft)  # (B, C)
@@ -246,10 +267,20 @@ def prompt_finetune(session: Session, splits: Splits, name: str, seed: int | Non
     def evaluate() -> float:
         return accuracy(probabilities(session, pattern, dev, method.eval_batch_size, soft), dev.labels)
 
-    history = fit(module, loss_of, len(train), method, seed or 0, evaluate if dev else None, _progress(session))
+    history = fit(module, loss_of, len(train), method, seed, evaluate if dev else None, _progress(session))
+    return Trained(soft, history)
+
+
+def prompt_finetune(session: Session, splits: Splits, name: str, seed: int | None) -> Outcome:
+    """Prompt-based fine-tuning of one pattern, evaluated on test."""
+    method = session.spec.method
+    pattern = session.plan.patterns[name]
+    _check_trainable(session, splits)
+    trained = train_pattern(session, pattern, splits.train, splits.dev, splits.unlabeled, seed or 0)
     test = session.encode(pattern, splits.test, method.max_length)
-    return Outcome(probabilities(session, pattern, test, method.eval_batch_size, soft), test.labels, history,
-                   max(history.dev) if history.dev else None, {"soft": soft.weight.detach()} if soft else {})
+    soft = trained.soft
+    return Outcome(probabilities(session, pattern, test, method.eval_batch_size, soft), test.labels, trained.history,
+                   trained.dev, {"soft": soft.weight.detach()} if soft else {})
 
 
 class Classifier(torch.nn.Module):
@@ -283,32 +314,46 @@ def classifier_inputs(session: Session, examples: list[Example], max_length: int
     return session.tokenizer(first, second, truncation=True, max_length=max_length)["input_ids"]
 
 
+def train_classifier(session: Session, examples: list[Example], loss: Callable[[torch.Tensor, list[int]], torch.Tensor],
+                     settings: m.Training, dev: list[Example], seed: int) -> tuple[Classifier, History]:
+    """A new classification head on the session's model, trained on `examples` with `loss(logits, rows)`;
+    the state with the best dev accuracy is kept when there are dev examples."""
+    classifier = Classifier(session.model, session.family, len(session.spec.labels))
+    inputs = classifier_inputs(session, examples, settings.max_length)
+    dev_labels = [session.spec.labels.index(e.label) for e in dev]
+
+    def loss_of(rows: list[int]) -> torch.Tensor:
+        ids, attention = scoring.pad([inputs[r] for r in rows], session.plan.tokenizer.pad_id)
+        return loss(classifier(ids, attention), rows)
+
+    evaluate = (lambda: accuracy(softmax(classifier_logits(session, classifier, dev, settings)), dev_labels)) \
+        if dev else None
+    history = fit(classifier, loss_of, len(inputs), settings, seed, evaluate, _progress(session))
+    return classifier, history
+
+
+@torch.no_grad()
+def classifier_logits(session: Session, classifier: Classifier, examples: list[Example],
+                      settings: m.Training) -> np.ndarray:
+    """The classifier's logits (N, C) for some examples."""
+    inputs = classifier_inputs(session, examples, settings.max_length)
+    out = []
+    for start in range(0, len(inputs), settings.eval_batch_size):
+        ids, attention = scoring.pad(inputs[start : start + settings.eval_batch_size], session.plan.tokenizer.pad_id)
+        out.append(classifier(ids, attention).float())
+    return torch.cat(out).numpy() if out else np.zeros((0, len(session.spec.labels)), dtype=np.float32)
+
+
 def finetune(session: Session, splits: Splits, name: str | None, seed: int | None) -> Outcome:
     """Standard fine-tuning: a new classification head on the same examples, no prompt."""
     method = session.spec.method
     _check_trainable(session, splits)
     labels = {label: i for i, label in enumerate(session.spec.labels)}
-    classifier = Classifier(session.model, session.family, len(labels))
-    pad = session.plan.tokenizer.pad_id
-    train = classifier_inputs(session, splits.train, method.max_length)
     targets = torch.tensor([labels[e.label] for e in splits.train])
-
-    def logits_of(inputs: list[list[int]], rows: list[int]) -> torch.Tensor:
-        ids, attention = scoring.pad([inputs[r] for r in rows], pad)
-        return classifier(ids, attention)
-
-    @torch.no_grad()
-    def predict(examples: list[Example]) -> np.ndarray:
-        inputs = classifier_inputs(session, examples, method.max_length)
-        out = [torch.softmax(logits_of(inputs, list(range(s, min(s + method.eval_batch_size, len(inputs))))), 1)
-               for s in range(0, len(inputs), method.eval_batch_size)]
-        return torch.cat(out).numpy()
-
-    dev_labels = [labels[e.label] for e in splits.dev]
-    history = fit(classifier, lambda rows: F.cross_entropy(logits_of(train, rows), targets[rows]), len(train),
-                  method, seed or 0, (lambda: accuracy(predict(splits.dev), dev_labels)) if splits.dev else None,
-                  _progress(session))
-    return Outcome(predict(splits.test), [labels.get(e.label, -1) for e in splits.test], history,
+    classifier, history = train_classifier(session, splits.train, lambda out, rows: F.cross_entropy(out, targets[rows]),
+                                           method, splits.dev, seed or 0)
+    return Outcome(softmax(classifier_logits(session, classifier, splits.test, method)),
+                   [labels.get(e.label, -1) for e in splits.test], history,
                    max(history.dev) if history.dev else None,
                    {"head.weight": classifier.head.weight.detach(), "head.bias": classifier.head.bias.detach()})
 

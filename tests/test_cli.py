@@ -197,7 +197,7 @@ def test_run_with_a_bad_override_is_a_usage_error(specs, monkeypatch, capsys, ov
 
 def test_run_refuses_what_cannot_run_yet_at_its_spec_line(capsys):
     pytest.importorskip("torch")
-    assert run(["run", str(ROOT / "specs" / "sst2-pet.prompt")]) == 1
+    assert run(["run", str(ROOT / "specs" / "sst2-lmbff.prompt")]) == 1
     out = capsys.readouterr().out
-    assert out.startswith("error: `pet` cannot run yet: PET's ensembles and distillation are not built\n")
-    assert "sst2-pet.prompt:27:1" in out
+    assert out.startswith("error: LM-BFF's automatic search cannot run yet\n")
+    assert "sst2-lmbff.prompt:40:1" in out

@@ -315,7 +315,8 @@ def test_run_writes_the_artifact_directory(tmp_path, model_dirs):
     metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     [row] = results.rows
     assert metrics["runs"] == [{"stage": "evaluate/d13/t", "data_seed": 13, "pattern": "t", "seed": None,
-                                "metrics": row.metrics, "dev": None, "seconds": row.seconds}]
+                                "metrics": row.metrics, "dev": None, "seconds": row.seconds,
+                                "model": None, "reused": False}]
     assert metrics["summary"] == {"t": {name: {"mean": value, "std": 0.0, "runs": 1}
                                         for name, value in row.metrics.items()}}
     rows = predictions(out)
