@@ -32,7 +32,7 @@ from promptlang import plan as p
 from promptlang import runtime
 from promptlang import spec as m
 from promptlang.data import Example, Splits
-from promptlang.ensemble import ensemble_logits, ipet_train_set, label_sizes, new_examples, softmax
+from promptlang.ensemble import ensemble_logits, ipet_train_set, label_sizes, new_examples
 from promptlang.store import RESULT, Store, key_of
 
 VERSION = 1  # part of every stage key: raise it when what a stage computes changes

@@ -372,3 +372,23 @@ def test_plan_shows_the_pet_graph_with_its_cost(project):
         "4 forward passes, 32 examples read  (after ensemble/d13/g1)",
         "total: 9 models trained, 27 optimizer steps, 76 forward passes (8 over unlabeled data), 304 examples read",
     ]
+
+
+def test_distillation_into_another_model(project):
+    tinymodels.save("causal", project / "causal")
+    spec = write_spec(project)
+    spec.write_text(spec.read_text().replace("    temperature   2\n", '    temperature   2\n    model         "causal"\n'))
+    results = run(spec, str(project / "out"), quiet=True, stages=project / "stages")
+    out = project / "out"
+    info = json.loads((out / "predictor.json").read_text())
+    assert (info["method"], info["family"]) == ("distilled", "causal")
+    import promptlang
+
+    texts = [line.split("\t", 1)[1] for line in (project / "data.tsv").read_text().splitlines()[1:]]
+    distilled = read_logits(out / "stages/distill/d13/s42/test.logits.tsv")
+    np.testing.assert_allclose(promptlang.load(out).probabilities(texts), softmax(distilled), atol=1e-5)
+    assert results.rows[-1].group == "distilled"
+    # another distillation model is another stage: the pattern models are reused
+    spec.write_text(spec.read_text().replace('"causal"', '"masked"'))
+    again = run(spec, str(project / "out"), quiet=True, stages=project / "stages")
+    assert [r.reused for r in again.rows] == [True] * 5 + [False]
