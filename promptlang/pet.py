@@ -35,7 +35,8 @@ from promptlang.data import Example, Splits
 from promptlang.ensemble import ensemble_logits, ipet_train_set, label_sizes, new_examples
 from promptlang.store import RESULT, Store, key_of
 
-VERSION = 1  # part of every stage key: raise it when what a stage computes changes
+# part of each stage's key: raise a kind's number when what its stages compute changes
+VERSIONS = {"train": 1, "label": 1, "ensemble": 1, "distill": 2}
 MODEL = "model"
 HEAD = "head.safetensors"
 
@@ -116,7 +117,7 @@ class PetRun:
     def key(self, stage: p.Stage) -> str:
         """A hash of everything the stage's result depends on."""
         spec, plan, method = self.spec, self.session.plan, self.spec.method
-        inputs: dict = {"version": VERSION, "id": stage.id, "kind": stage.kind, "labels": spec.labels,
+        inputs: dict = {"version": VERSIONS[stage.kind], "id": stage.id, "kind": stage.kind, "labels": spec.labels,
                         "needs": [self.done[n].key for n in stage.needs]}
         if stage.kind == "train":
             inputs.update(pattern=plan.patterns[stage.pattern].model_dump(mode="json"),
@@ -228,8 +229,10 @@ class PetRun:
         classifier, history = runtime.train_classifier(
             session, splits.unlabeled, lambda logits, rows: distillation_loss(logits, teacher[rows], distill.temperature),
             distill, splits.dev, stage.seed)
-        write_logits(out / "test.logits.tsv", splits.test,
-                     runtime.classifier_logits(session, classifier, splits.test, distill), self.spec.labels)
+        for split in ("test", "unlabeled"):
+            rows = getattr(splits, split)
+            write_logits(out / f"{split}.logits.tsv", rows, runtime.classifier_logits(session, classifier, rows, distill),
+                         self.spec.labels)
         from safetensors.torch import save_file
 
         session.tokenizer.save_pretrained(out / MODEL)

@@ -228,6 +228,7 @@ def test_pet_run_writes_every_stage_and_a_distilled_predictor(project):
     texts = [line.split("\t", 1)[1] for line in (project / "data.tsv").read_text().splitlines()[1:]]
     distilled = read_logits(out / "stages/distill/d13/s42/test.logits.tsv")
     np.testing.assert_allclose(predictor.probabilities(texts), softmax(distilled), atol=1e-5)
+    assert read_logits(out / "stages/distill/d13/s42/unlabeled.logits.tsv").shape == (8, 2)
     assert not (out / "stages/distill/d13/s42/model").exists()  # weights are in out/model only
     assert (out / "model").is_dir()
 
