@@ -393,3 +393,17 @@ def test_distillation_into_another_model(project):
     spec.write_text(spec.read_text().replace('"causal"', '"masked"'))
     again = run(spec, str(project / "out"), quiet=True, stages=project / "stages")
     assert [r.reused for r in again.rows] == [True] * 5 + [False]
+
+
+def test_a_distillation_model_that_does_not_load_is_reported_at_its_line(project):
+    from promptlang.diagnostics import SpecError
+
+    (project / "empty").mkdir()
+    spec = write_spec(project)
+    spec.write_text(spec.read_text().replace("    temperature   2\n", '    temperature   2\n    model         "empty"\n'))
+    with pytest.raises(SpecError) as raised:
+        run(spec, str(project / "out"), quiet=True, stages=project / "stages")
+    [diagnostic] = raised.value.diagnostics.items
+    assert diagnostic.message.startswith("cannot load the distillation model `empty`: ")
+    assert (diagnostic.span.line, diagnostic.span.col) == (37, 19)  # the `model` line in `distill`
+    assert not (project / "out").exists()
