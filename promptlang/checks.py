@@ -364,6 +364,10 @@ def method_settings(ctx: Context) -> None:
     if method.kind == "ipet" and not data.unlabeled:
         ctx.error("iPET labels unlabeled data, but `data` has no `unlabeled` split", ctx.key("method"),
                   'add `unlabeled "unlabeled.tsv"` to `data`')
+    if method.kind == "ipet" and method.ipet.generations > 1 and len(ctx.patterns) * len(method.seeds) == 1:
+        ctx.error("iPET needs two or more models per generation: each model's new examples are labelled "
+                  "by the other models", ctx.key("method"),
+                  "use two or more patterns, or two or more `seeds` in `method`")
     loss = getattr(method, "loss", None)
     if loss and loss.mlm > 0 and ctx.spec.model.family in (m.ModelFamily.causal, m.ModelFamily.seq2seq):
         ctx.error("the auxiliary MLM loss needs a masked language model", ctx.at("method", "loss", "mlm"),

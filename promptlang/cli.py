@@ -238,6 +238,7 @@ def _dump(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from promptlang.runner import OverrideError, run
+    from promptlang.store import StoreError
 
     if not Path(args.path).is_file():
         raise UsageError(f"not a spec file: {args.path}")
@@ -245,7 +246,7 @@ def _run(args: argparse.Namespace) -> int:
         _quiet_transformers()
     try:
         results = run(Path(args.path), args.out, args.overrides, args.quiet, args.stages)
-    except OverrideError as error:
+    except (OverrideError, StoreError) as error:
         raise UsageError(str(error)) from None
     print(results.table())
     return EXIT_OK

@@ -57,7 +57,8 @@ def label_sizes(n_new: int, train_counts: Sequence[int]) -> list[int]:
     total = sum(train_counts)
     if total == 0:
         return eq_div(n_new, len(train_counts))
-    return [int(count * n_new / total) for count in train_counts]
+    multiplier = n_new / total
+    return [int(count * multiplier) for count in train_counts]
 
 
 def generation_sizes(train_counts: Sequence[int], scale_factor: float, generations: int) -> list[int]:
@@ -102,6 +103,8 @@ def ipet_train_set(others: Sequence[tuple[np.ndarray, float]], sizes: Sequence[i
                 candidates += assigned
             confidence = probs[candidates].max(axis=1)
         size = min(size, len(candidates))
-        picked = rng_np.choice(len(candidates), size=size, replace=False, p=confidence / confidence.sum())
+        total = confidence.sum()
+        p = confidence / total if total > 0 else None  # every probability underflowed: draw uniformly
+        picked = rng_np.choice(len(candidates), size=size, replace=False, p=p)
         out += [(candidates[j], label) for j in picked]
     return out

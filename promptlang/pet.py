@@ -89,9 +89,18 @@ class Done:
         return 1.0 if before is None else before
 
 
-def _fingerprint(splits: Splits) -> str:
-    data = {name: [[e.fields, e.label] for e in getattr(splits, name)] for name in ("train", "dev", "test", "unlabeled")}
-    return key_of(data)
+def _fingerprint(splits: Splits, columns: list[str]) -> str:
+    """A hash of one data sample: each split's text columns and labels, in order."""
+    data = {name: [[[e.fields.get(c, "") for c in columns], e.label] for e in getattr(splits, name)]
+            for name in ("train", "dev", "test", "unlabeled")}
+    return key_of({"columns": columns, "data": data})
+
+
+def _libraries() -> dict:
+    """Versions whose numerics a trained stage depends on (a resumed run must compute what the first did)."""
+    import transformers
+
+    return {"torch": torch.__version__, "transformers": transformers.__version__}
 
 
 def _seed_of(text: str) -> int:
@@ -106,7 +115,7 @@ class PetRun:
                  log: Callable[[str], None] = print):
         self.session, self.splits, self.store, self.log = session, splits, store, log
         self._classifier_session = classifier_session
-        self.fingerprints = {seed: _fingerprint(s) for seed, s in splits.items()}
+        self.fingerprints = {seed: _fingerprint(s, session.spec.data.text) for seed, s in splits.items()}
         self.done: dict[str, Done] = {}
         self.current: p.Stage | None = None  # the stage being run (for locating errors)
 
@@ -125,16 +134,16 @@ class PetRun:
                           model=spec.model.model_dump(mode="json"), family=plan.family,
                           method=method.model_dump(mode="json", exclude={"patterns", "ensemble", "distill",
                                                                          "ipet", "seeds"}),
-                          data=self.fingerprints[stage.data_seed], seed=stage.seed)
-        elif stage.kind == "label":
-            inputs.update(ipet=method.ipet.model_dump(mode="json"), ensemble=method.ensemble.value,
-                          data=self.fingerprints[stage.data_seed])
+                          data=self.fingerprints[stage.data_seed], seed=stage.seed, libraries=_libraries())
+        elif stage.kind == "label":  # (more generations add stages; they do not change the earlier ones)
+            inputs.update(ipet=method.ipet.model_dump(mode="json", exclude={"generations"}),
+                          ensemble=method.ensemble.value, data=self.fingerprints[stage.data_seed])
         elif stage.kind == "ensemble":
             inputs.update(ensemble=method.ensemble.value)
         elif stage.kind == "distill":
             inputs.update(distill=method.distill.model_dump(mode="json", exclude={"seeds"}),
                           model=spec.model.model_dump(mode="json"), tokenizer=plan.tokenizer.model_dump(mode="json"),
-                          data=self.fingerprints[stage.data_seed], seed=stage.seed)
+                          data=self.fingerprints[stage.data_seed], seed=stage.seed, libraries=_libraries())
         return key_of(inputs)
 
     def run(self) -> list[Done]:
@@ -197,6 +206,10 @@ class PetRun:
         spec, settings = self.spec, self.spec.method.ipet
         splits = self.splits[stage.data_seed]
         others = [(self.done[n].logits("unlabeled"), self.done[n].weight) for n in stage.needs]
+        if not others:
+            raise runtime.RunError("iPET needs two or more models per generation: each model's new examples are "
+                                   "labelled by the other models",
+                                   ("method",), "use two or more patterns, or two or more `seeds` in `method`")
         counts = [sum(1 for e in splits.train if e.label == label) for label in spec.labels]
         sizes = label_sizes(new_examples(len(splits.train), settings.scale_factor, stage.generation), counts)
         chosen = ipet_train_set(others, sizes, settings.logits_percentage,
@@ -208,6 +221,10 @@ class PetRun:
             for index, label in chosen:
                 writer.writerow([index, splits.unlabeled[index].source, spec.labels[label]])
         per_label = {label: sum(1 for _, x in chosen if x == i) for i, label in enumerate(spec.labels)}
+        short = [f"{label} {per_label[label]} of {size}" for label, size in zip(spec.labels, sizes)
+                 if per_label[label] < size]
+        if short:
+            self.log(f"    fewer examples than wanted (the ensemble gives too few that label): {', '.join(short)}")
         return {"examples": len(chosen), "per_label": per_label, "wanted": dict(zip(spec.labels, sizes))}
 
     def _ensemble(self, stage: p.Stage, out: Path) -> dict:
@@ -223,6 +240,9 @@ class PetRun:
     def _distill(self, stage: p.Stage, out: Path) -> dict:
         distill = self.spec.method.distill
         splits = self.splits[stage.data_seed]
+        if not splits.unlabeled:
+            raise runtime.RunError(f"no unlabeled examples to distil on for data seed {splits.seed}",
+                                   ("data", "unlabeled"), "check that the unlabeled file has rows")
         teacher = torch.tensor(self.done[stage.needs[0]].logits("unlabeled"), dtype=torch.float32)
         session = self._classifier_session() if self._classifier_session else self.session
         session.reset(stage.seed)

@@ -310,8 +310,8 @@ def _run_pet(session: Session, splits, analysis, staging: Path, store: Store, di
     final = [item for item in done if item.stage.kind == "distill"]
     if final:
         best = max(final, key=lambda x: -float("inf") if x.result.get("dev") is None else x.result["dev"])
-        _link_tree(best.path / MODEL, staging / "model")
-        _link_tree(best.path / HEAD, staging / EXTRAS)
+        _copy(best.path / MODEL, staging / "model")
+        _copy(best.path / HEAD, staging / EXTRAS)
         info = {"method": "distilled", "family": best.result["family"], "pattern": None, "stage": best.stage.id,
                 "dev": best.result.get("dev"), "labels": spec.labels, "extras": {},
                 "max_length": distill.max_length}
@@ -319,17 +319,12 @@ def _run_pet(session: Session, splits, analysis, staging: Path, store: Store, di
     return results, outcomes
 
 
-def _link_tree(source: Path, target: Path) -> None:
-    """Hard links where the file system allows (a model can be gigabytes), copies otherwise."""
-    def link(src, dst):
-        try:
-            os.link(src, dst)
-        except OSError:
-            shutil.copy2(src, dst)
+def _copy(source: Path, target: Path) -> None:
+    """A copy (never a hard link: writing into the output must not change the store)."""
     if source.is_dir():
-        shutil.copytree(source, target, copy_function=link)
+        shutil.copytree(source, target)
     else:
-        link(source, target)
+        shutil.copy2(source, target)
 
 
 def _classifier_session(session: Session, name: str, directory: Path, analysis) -> "Callable[[], Session]":

@@ -320,6 +320,7 @@ def train_classifier(session: Session, examples: list[Example], loss: Callable[[
     the state with the best dev accuracy is kept when there are dev examples."""
     classifier = Classifier(session.model, session.family, len(session.spec.labels))
     inputs = classifier_inputs(session, examples, settings.max_length)
+    dev = [e for e in dev if e.label in session.spec.labels]
     dev_labels = [session.spec.labels.index(e.label) for e in dev]
 
     def loss_of(rows: list[int]) -> torch.Tensor:

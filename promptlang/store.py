@@ -36,6 +36,10 @@ def _alive(pid: int) -> bool:
     return True
 
 
+class StoreError(Exception):
+    """The store's directory cannot be written."""
+
+
 class Store:
     """Finished stages under one root directory."""
 
@@ -58,14 +62,20 @@ class Store:
         """A fresh directory to write the stage into; it takes its final name when the block ends
         without an error (and is removed when it raises)."""
         final = self.directory(stage_id, key)
-        final.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise StoreError(f"cannot write the stage store {self.root}: {error.strerror or error}") from None
         for stale in final.parent.glob(f"{key}.partial-*"):  # left by a run that was killed
             pid = stale.name.rsplit("-", 1)[-1]
             if not pid.isdigit() or not _alive(int(pid)):
                 shutil.rmtree(stale, ignore_errors=True)
         partial = final.with_name(f"{key}.partial-{os.getpid()}")
         shutil.rmtree(partial, ignore_errors=True)
-        partial.mkdir()
+        try:
+            partial.mkdir()
+        except OSError as error:
+            raise StoreError(f"cannot write the stage store {self.root}: {error.strerror or error}") from None
         try:
             yield partial
             if not (partial / RESULT).is_file():

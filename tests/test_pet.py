@@ -407,3 +407,42 @@ def test_a_distillation_model_that_does_not_load_is_reported_at_its_line(project
     assert diagnostic.message.startswith("cannot load the distillation model `empty`: ")
     assert (diagnostic.span.line, diagnostic.span.col) == (37, 19)  # the `model` line in `distill`
     assert not (project / "out").exists()
+
+
+def test_ipet_reuses_earlier_generations_and_reruns_what_the_labelling_changes(project):
+    spec = write_spec(project, method="ipet", ipet=IPET)
+    run(spec, str(project / "out"), quiet=True, stages=project / "stages")
+    write_spec(project, method="ipet", ipet=IPET.replace("generations  2", "generations  3"))
+    more = {r.stage: r.reused for r in run(spec, str(project / "out"), quiet=True, stages=project / "stages").rows}
+    assert all(more[s] for s in more if "/g0" in s or "/g1" in s) and not any(more[s] for s in more if "/g2" in s)
+    assert more["distill/d13/s42"] is False  # it now follows generation 2
+    # a new ensemble reduction relabels every generation after the first
+    write_spec(project, method="ipet", ensemble="mean", ipet=IPET.replace("generations  2", "generations  3"))
+    mean = {r.stage: r.reused for r in run(spec, str(project / "out"), quiet=True, stages=project / "stages").rows}
+    assert [s for s in mean if mean[s]] == ["train/d13/g0/a/s1", "train/d13/g0/a/s2", "train/d13/g0/b/s1",
+                                           "train/d13/g0/b/s2"]
+
+
+def test_the_data_part_of_a_stage_key_is_the_text_columns_and_labels():
+    from promptlang.data import Example, Splits
+    from promptlang.pet import _fingerprint
+
+    def sample(**extra):
+        return Splits(13, train=[Example({"sentence": "a fine film", "other": "x", **extra}, "positive")])
+
+    base = _fingerprint(sample(), ["sentence"])
+    assert _fingerprint(sample(id="7"), ["sentence"]) == base  # an unused column
+    assert _fingerprint(sample(), ["sentence", "other"]) != base  # what the classifier reads
+    assert _fingerprint(sample(), ["other", "sentence"]) != _fingerprint(sample(), ["sentence", "other"])
+    assert _fingerprint(Splits(13, train=[Example({"sentence": "a fine film"}, "negative")]), ["sentence"]) != base
+
+
+def test_a_stage_store_that_cannot_be_written_is_a_usage_error(project, capsys):
+    from promptlang.cli import main
+
+    spec = write_spec(project)
+    assert main(["run", str(spec), "--out", str(project / "out"), "--stages", str(project / "data.tsv" / "stages"),
+                 "-q"]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"promptlang: error: cannot write the stage store {project / 'data.tsv' / 'stages'}: Not a directory")
+    assert not (project / "out").exists()
