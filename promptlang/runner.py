@@ -281,6 +281,11 @@ def _run_pet(session: Session, splits, analysis, staging: Path, store: Store, di
     pet = PetRun(session, splits, store, other, log)
     try:
         done = pet.run()
+    except KeyboardInterrupt:
+        kept = (f"the {len(pet.done)} finished stage(s) are kept in {store.root}: run the same command again "
+                f"to resume" if pet.done else "no stage had finished yet")
+        print(f"promptlang: interrupted in {pet.current.id}; {kept}", file=sys.stderr, flush=True)
+        raise
     except RunError as error:
         raise spec_error(analysis, str(error), error.path, error.hint) from None
     except TooLong as error:
