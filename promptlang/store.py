@@ -66,7 +66,7 @@ class Store:
             final.parent.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise StoreError(f"cannot write the stage store {self.root}: {error.strerror or error}") from None
-        for stale in final.parent.glob(f"{key}.partial-*"):  # left by a run that was killed
+        for stale in final.parent.glob("*.partial-*"):  # left by a run that was killed (with any inputs)
             pid = stale.name.rsplit("-", 1)[-1]
             if not pid.isdigit() or not _alive(int(pid)):
                 shutil.rmtree(stale, ignore_errors=True)
