@@ -227,14 +227,9 @@ def stages(spec: m.Spec, patterns: dict[str, p.Pattern], family: str,
                 tag = "/".join(str(x) for x in (f"d{data_seed}", name or "head", f"s{seed}" if seed is not None else None) if x)
                 needs: list[str] = []
                 if kind in TRAINED:
-                    steps = _steps(method, counts["train"])
-                    epochs = max(1, math.ceil(steps * method.batch_size * method.grad_accum / max(counts["train"], 1)))
-                    dev_passes = epochs * _passes(pattern, family, counts["dev"], method.eval_batch_size)
                     out.append(p.Stage(id=f"train/{tag}", kind="train", method=kind, pattern=name, data_seed=data_seed,
-                                       seed=seed, work=p.Work(models_trained=1, optimizer_steps=steps,
-                                                              forward_passes=steps * method.grad_accum + dev_passes,
-                                                              examples_read=steps * method.batch_size * method.grad_accum
-                                                              + epochs * counts["dev"])))
+                                       seed=seed, work=_training_work(method, counts["train"], pattern, family,
+                                                                      counts["dev"])))
                     needs.append(f"train/{tag}")
                 if getattr(method, "calibrate", False):
                     out.append(p.Stage(id=f"calibrate/{tag}", kind="calibrate", method=kind, pattern=name,

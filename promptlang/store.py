@@ -9,7 +9,6 @@ changes its key (and its dependents' keys, which include it), so only those stag
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -17,13 +16,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from promptlang.pipeline import cache_key
+
 RESULT = "result.json"
 
 
 def key_of(inputs: dict) -> str:
     """A stable hash of a stage's inputs (plain JSON data)."""
-    text = json.dumps(inputs, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:20]
+    return cache_key(inputs)
 
 
 def _alive(pid: int) -> bool:
