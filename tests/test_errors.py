@@ -1,6 +1,7 @@
 """The error table: malformed specs and the exact diagnostics each one gets.
 
-The cases live in `tests/errors/cases.txt`, one per `=== name` section:
+The cases live in `tests/errors/*.txt` (`cases.txt` first, then the others by name; a
+table per area), one per `=== name` section:
 
     === case-name
     promptlang 1                  <- the spec, written to tmp_path/spec.prompt
@@ -21,7 +22,7 @@ case is an expected failure (strict) until promptlang reports it properly; then 
 test fails with the new output, to be written into the table.
 
 `pytest --regen-goldens` rewrites every case's expectation from the current output
-(review the diff before committing it).
+(review the diff before committing it); with `REGEN_TABLE=name.txt` set, only that table.
 
 Every case's folder also holds a small data set (`train.tsv`, `dev.tsv`, `test.tsv`,
 `unlabeled.tsv`, columns `label` and `sentence`) so that data-file checks can pass or
@@ -31,6 +32,7 @@ fail on purpose.
 from __future__ import annotations
 
 import builtins
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +44,9 @@ import promptlang.fmt
 from promptlang.cli import main
 from promptlang.diagnostics import Severity
 
-CASES_FILE = Path(__file__).parent / "errors" / "cases.txt"
+TABLES = Path(__file__).parent / "errors"
+CASES_FILE = TABLES / "cases.txt"
+TABLE_FILES = [CASES_FILE, *sorted(p for p in TABLES.glob("*.txt") if p != CASES_FILE)]
 SPEC = "spec.prompt"
 DATA = {
     "train.tsv": "label\tsentence\npositive\ta gorgeous film\nnegative\ta dull mess\n",
@@ -66,6 +70,7 @@ class Case:
     spec: str
     files: dict[str, str] = field(default_factory=dict)
     expect: list[str] = field(default_factory=list)
+    table: Path = CASES_FILE
 
 
 def _text(lines: list[str]) -> str:
@@ -78,11 +83,11 @@ def load_cases(path: Path = CASES_FILE) -> list[Case]:
     section: list[str] | None = None
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if line.startswith("=== "):
-            cases.append(Case(line[4:].strip(), number, ""))
+            cases.append(Case(line[4:].strip(), number, "", table=path))
             section = []
             cases[-1].files[SPEC] = section  # type: ignore[assignment]
         elif not cases:
-            assert not line.strip() or line.startswith("#"), f"cases.txt:{number}: text before the first case"
+            assert not line.strip() or line.startswith("#"), f"{path.name}:{number}: text before the first case"
         elif line.startswith("--- file "):
             section = []
             cases[-1].files[line[9:].strip()] = section  # type: ignore[assignment]
@@ -100,7 +105,7 @@ def load_cases(path: Path = CASES_FILE) -> list[Case]:
     return cases
 
 
-CASES = load_cases()
+CASES = [case for table in TABLE_FILES for case in load_cases(table)]
 CRASH = "!crash "
 
 
@@ -162,7 +167,7 @@ def test_table_is_well_formed():
 
 @pytest.mark.parametrize("case", params(CASES))
 def test_error(case: Case, tmp_path: Path):
-    assert run_case(case, tmp_path) == case.expect, f"tests/errors/cases.txt:{case.line}"
+    assert run_case(case, tmp_path) == case.expect, f"tests/errors/{case.table.name}:{case.line}"
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
@@ -203,12 +208,19 @@ def test_cli_never_crashes_on_the_table(tmp_path: Path, capsys, output: str):
 
 
 def test_regenerate_table(request, tmp_path_factory):
-    """With `--regen-goldens`, write each case's current diagnostics into the table."""
+    """With `--regen-goldens`, write each case's current diagnostics into its table."""
     if not request.config.getoption("--regen-goldens"):
         pytest.skip("only with --regen-goldens")
-    by_line = {case.line: case for case in CASES}
+    only = os.environ.get("REGEN_TABLE")
+    for table in TABLE_FILES:
+        if not only or table.name == only:
+            _regenerate(table, tmp_path_factory)
+
+
+def _regenerate(table: Path, tmp_path_factory) -> None:
+    by_line = {case.line: case for case in CASES if case.table == table}
     out: list[str] = []
-    lines = CASES_FILE.read_text(encoding="utf-8").splitlines()
+    lines = table.read_text(encoding="utf-8").splitlines()
     skipping, current = False, None
     for number, line in enumerate(lines, 1):
         if line.startswith("=== "):
@@ -225,4 +237,4 @@ def test_regenerate_table(request, tmp_path_factory):
                 out.append(f"{CRASH}{type(error).__name__}")
             out.append("")
             skipping = True
-    CASES_FILE.write_text("\n".join(out).rstrip("\n") + "\n", encoding="utf-8")
+    table.write_text("\n".join(out).rstrip("\n") + "\n", encoding="utf-8")
