@@ -8,6 +8,8 @@ the spans that caused them and worded for people.
 from __future__ import annotations
 
 import difflib
+import errno
+import itertools
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,10 +30,28 @@ SEGMENT_KINDS = ("text", "field", "mask", "demos", "soft", "sep")
 Path_ = tuple  # a path into the spec's data: ("method", "distill", "temperature")
 
 
+SUGGEST_LIMIT = 1000  # choices compared by `suggest`; more would make one typo cost seconds
+
+
 def suggest(word: str, choices) -> str | None:
-    """'did you mean `x`?' for the closest choice, or None."""
-    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    """'did you mean `x`?' for the closest choice, or None.
+
+    Only the first `SUGGEST_LIMIT` choices are compared, so one call costs at most that much
+    however long the list of choices is.
+    """
+    word = str(word)
+    # difflib's ratio is at most 2·min(a, b) / (a + b): lengths outside this window cannot reach 0.6
+    near = [c for c in map(str, itertools.islice(choices, SUGGEST_LIMIT))
+            if 10 * min(len(c), len(word)) >= 3 * (len(c) + len(word))]
+    close = difflib.get_close_matches(word, near, n=1, cutoff=0.6)
     return f"did you mean `{close[0]}`?" if close else None
+
+
+def listing(names, limit: int = 10) -> str:
+    """Names for a hint, `a`, `b`, ...: the first `limit`, then how many there are in all."""
+    names = [str(n) for n in names]
+    shown = ", ".join(names[:limit])
+    return shown if len(names) <= limit else f"{shown}, ... ({len(names)} in all)"
 
 
 def suggest_file(name: str, names) -> str | None:
@@ -132,10 +152,18 @@ class _Builder:
 
     def _import(self, statement: s.Import, source: Source, seen: tuple) -> None:
         path = _importable_path(source.directory / statement.path)
+        if path is _LOOP:
+            self.diagnostics.error(f"cannot import `{statement.path}`: its path is a loop of symbolic links",
+                                   statement.span, "point the link at a real file")
+            return
         if path in seen:
             cycle = " → ".join(p.name for p in (*seen[seen.index(path):], path))
             self.diagnostics.error(f"import cycle: {cycle}", statement.span,
                                    "remove one of the imports in the cycle")
+            return
+        if path is None and _exists(source.directory / statement.path):
+            self.diagnostics.error(f"cannot import `{statement.path}`: it is not a regular file", statement.span,
+                                   "import a spec file")
             return
         if path is None:
             siblings = _names_in(source.directory / Path(statement.path).parent)
@@ -146,7 +174,12 @@ class _Builder:
         if path in self.imported:
             return
         self.imported.add(path)
-        imported, diagnostics = read_source(path)
+        try:
+            imported, diagnostics = read_source(path)
+        except OSError as error:  # unreadable: permissions, or gone since it was resolved
+            self.diagnostics.error(f"cannot read `{statement.path}`: {error.strerror or type(error).__name__}",
+                                   statement.span, "check that the file can be read")
+            return
         if imported is not None:
             imported.path = str(source.directory / statement.path) if source.path != "<string>" else str(path)
             nodes, diagnostics = parse(imported)
@@ -178,9 +211,11 @@ class _Builder:
             return
         self.locations.record(("labels",), statement.span)
         names: list[str] = []
+        seen: set[str] = set()
         for i, atom in enumerate(statement.names):
-            if atom.value in names:
+            if atom.value in seen:
                 self.diagnostics.error(f"label `{atom.value}` is listed twice", atom.span, "remove the second one")
+            seen.add(atom.value)
             names.append(atom.value)
             self.locations.record(("labels", i), atom.span)
         self.raw["labels"] = names
@@ -396,13 +431,28 @@ class _Builder:
                                    self.locations.key(("model", given[1])), "keep one of them")
 
 
+_LOOP = Path("<symbolic link loop>")
+
+
 def _importable_path(path: Path) -> Path | None:
-    """The resolved path of an existing file, or None (missing, a folder, or not a possible name)."""
+    """The resolved path of an existing file, `_LOOP` for a symbolic-link loop, or None (missing,
+    a folder, or not a possible name)."""
     try:
         path = path.resolve()
         return path if path.is_file() else None
-    except (OSError, ValueError):
+    except RuntimeError:  # Python 3.11's resolve() on a symlink loop
+        return _LOOP
+    except OSError as error:
+        return _LOOP if error.errno == errno.ELOOP else None
+    except ValueError:
         return None
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except (OSError, ValueError):
+        return False
 
 
 def _names_in(folder: Path) -> list[str]:
@@ -476,7 +526,10 @@ def _coerce(value: Any, annotation) -> Any:
         return value == "true"
     if origin is list:
         items = value if isinstance(value, list) else [value]
-        return [_coerce(v, typing.get_args(annotation)[0]) for v in items]
+        inner = typing.get_args(annotation)[0]
+        if _unwrap(inner) in (int, float, str) and typing.get_origin(inner) is not typing.Union:
+            return list(items)  # nothing inside to coerce: one check, not one per item
+        return [_coerce(v, inner) for v in items]
     if origin is dict and isinstance(value, dict):
         return {k: _coerce(v, typing.get_args(annotation)[1]) for k, v in value.items()}
     if origin is typing.Union and isinstance(value, dict) and "kind" in value:
@@ -523,7 +576,8 @@ _BLOCK_HINTS = {
 def _shown(value: Any) -> str:
     if isinstance(value, (list, dict)):
         return "a list" if isinstance(value, list) else "named values"
-    return f"`{value}`"
+    text = str(value)
+    return f"`{text if len(text) <= 40 else text[:37] + '...'}`"
 
 
 def _explain(item: dict, loc: tuple, raw: dict) -> tuple[str, str | None, bool]:
@@ -568,6 +622,8 @@ def _explain(item: dict, loc: tuple, raw: dict) -> tuple[str, str | None, bool]:
     if kind in ("list_type", "string_type") and isinstance(item["input"], dict):
         return (f"`{name}` takes plain values, not `name value` pairs",
                 "separate the values with `,`: did you forget one?", False)
+    if kind == "finite_number":
+        return f"{subject} must be a finite number, got {_shown(item['input'])}", described, False
     if kind in _TYPES:
         return f"{subject} must be {_TYPES[kind]}, got {_shown(item['input'])}", described, False
     return f"`{name}` is not valid here", described, False

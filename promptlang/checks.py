@@ -5,22 +5,25 @@ Each check is a small function over the spec; all run, and all problems are repo
 
 from __future__ import annotations
 
-import csv
+import errno
 import re
 import importlib.metadata
-import json
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 from promptlang import spec as m
-from promptlang.builder import Built, Locations, suggest
+from promptlang.builder import Built, Locations, listing, suggest
+from promptlang.datafiles import (EXTENSIONS, DataFileError, column_values, data_format,  # noqa: F401
+                                  label_values_hint, read_columns)
 from promptlang.diagnostics import Diagnostics
 from promptlang.source import Span
+from promptlang.support import is_generation, not_yet
 
 TRAINED = ("finetune", "prompt_finetune", "pet", "ipet")
 SPLITS = ("train", "dev", "test", "unlabeled")
-EXTENSIONS = {".tsv": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}
+LABELLED = ("train", "dev", "test")
+SUGGESTIONS = 100  # 'did you mean' hints per check run
 
 
 @dataclass
@@ -41,6 +44,12 @@ class Context:
 
     def warning(self, message: str, span: Span, hint: str | None = None) -> None:
         self.diagnostics.warning(message, span, hint)
+
+    def suggest(self, word: str, choices) -> str | None:
+        """`builder.suggest` for the first `SUGGESTIONS` problems of a check run, then None: a spec
+        with thousands of misspelt names is still checked in linear time."""
+        self.suggested = getattr(self, "suggested", 0) + 1
+        return suggest(word, choices) if self.suggested <= SUGGESTIONS else None
 
     def narrow(self, span: Span, needle: str) -> Span:
         """The span of `needle` inside `span` (or `span` itself if it is not found there)."""
@@ -70,21 +79,26 @@ class Context:
             path = self.resolve(relative) if relative else None
             fmt = data_format(data, relative) if relative else None
             if path is not None and fmt is not None and _is_file(path):
-                return read_columns(path, fmt)
+                return header_of(path, fmt, relative)
         return None
+
+    @cached_property
+    def data_files(self) -> dict[str, tuple[Path, str, list[str]]]:
+        """The labelled splits' files whose header can be read: split → (path, format, columns)."""
+        data, found = self.spec.data, {}
+        for split in LABELLED if not data.dataset else ():
+            relative = getattr(data, split)
+            path = self.resolve(relative) if relative else None
+            fmt = data_format(data, relative) if path is not None else None
+            columns = header_of(path, fmt, relative) if fmt is not None and _is_file(path) else None
+            if columns is not None:
+                found[split] = (path, fmt, columns)
+        return found
 
     @property
     def generation(self) -> bool:
         """A text-to-text task with no labels: templates' targets hold data fields."""
-        return not self.spec.labels and any(
-            t.target and not any(s.kind == "mask" for s in t.target) for t in self.spec.templates.values())
-
-
-def data_format(data: m.Data, relative: str) -> str | None:
-    """The format of a data file: `format` if given, else from the extension."""
-    if data.format:
-        return data.format.value
-    return EXTENSIONS.get(Path(relative).suffix.lower())
+        return is_generation(self.spec)
 
 
 def safe_path(path: Path) -> Path | None:
@@ -93,8 +107,20 @@ def safe_path(path: Path) -> Path | None:
         resolved = path.resolve()
         resolved.exists()
         return resolved
-    except (OSError, ValueError):
+    except (OSError, ValueError, RuntimeError):  # RuntimeError: a symlink loop, on Python 3.11
         return None
+
+
+def is_link_loop(path: Path) -> bool:
+    """Whether resolving `path` runs into a loop of symbolic links."""
+    try:
+        path.resolve()
+        path.stat()
+    except RuntimeError:  # Python 3.11's resolve()
+        return True
+    except (OSError, ValueError) as error:
+        return getattr(error, "errno", None) == errno.ELOOP
+    return False
 
 
 def _is_file(path: Path) -> bool:
@@ -104,15 +130,11 @@ def _is_file(path: Path) -> bool:
         return False
 
 
-def read_columns(path: Path, fmt: str | None) -> list[str] | None:
-    """Column names from a data file's header line, or None if it cannot be read."""
+def header_of(path: Path, fmt: str, relative: str) -> list[str] | None:
+    """Column names from a data file's header line, or None if it cannot be read (`files_exist` says why)."""
     try:
-        with open(path, encoding="utf-8", newline="") as handle:
-            if fmt == "jsonl":
-                first = json.loads(handle.readline() or "null")
-                return list(first) if isinstance(first, dict) else None
-            return next(csv.reader(handle, delimiter="\t" if fmt == "tsv" else ","), None)
-    except (OSError, ValueError, UnicodeDecodeError):
+        return read_columns(path, fmt, relative)
+    except DataFileError:
         return None
 
 
@@ -139,13 +161,13 @@ def patterns_defined(ctx: Context) -> None:
     for i, name in enumerate(getattr(ctx.method, "patterns", [])):
         if name not in ctx.spec.templates:
             ctx.error(f"template `{name}` is not defined", ctx.at("method", "patterns", i),
-                      suggest(name, ctx.spec.templates) or "define it with `template NAME \"...\"`")
+                      ctx.suggest(name, ctx.spec.templates) or "define it with `template NAME \"...\"`")
     if ctx.method.kind in m.PROMPT_METHODS and not ctx.spec.templates:
         ctx.error(f"the `{ctx.method.kind}` method needs a template", ctx.key("method"),
                   'add one: `template it_was "{{ sentence }} It was [MASK]."`')
-    patterns = getattr(ctx.method, "patterns", [])
-    for i, name in enumerate(patterns):
-        if name in patterns[:i]:
+    seen: set[str] = set()
+    for i, name in enumerate(getattr(ctx.method, "patterns", [])):
+        if name in seen or seen.add(name):
             ctx.error(f"template `{name}` is listed twice in `patterns`", ctx.at("method", "patterns", i),
                       "remove the repeat")
 
@@ -189,11 +211,12 @@ def verbalizer_labels(ctx: Context) -> None:
             ctx.error(f"verbalizer `{name}` maps labels, but the spec declares none", ctx.key("verbalizers", name),
                       "declare them: `labels negative, positive`")
             continue
+        declared = set(labels)
         for label in verbalizer.words:
-            if label not in labels:
+            if label not in declared:
                 ctx.error(f"verbalizer `{name}` has words for `{label}`, which is not a label",
                           ctx.key("verbalizers", name, "words", label),
-                          suggest(label, labels) or f"the labels are: {', '.join(dict.fromkeys(labels))}")
+                          ctx.suggest(label, labels) or f"the labels are: {listing(dict.fromkeys(labels))}")
         for label in labels:
             if label not in verbalizer.words:
                 ctx.error(f"label `{label}` has no word in verbalizer `{name}`", ctx.key("verbalizers", name),
@@ -232,16 +255,32 @@ def fields_are_columns(ctx: Context) -> None:
             for i, segment in enumerate(getattr(template, part) or []):
                 if segment.kind == "field" and segment.name not in known:
                     ctx.error(f"`{segment.name}` is not a column of the data", ctx.at("templates", name, part, i),
-                              suggest(segment.name, known) or f"the columns are: {', '.join(known)}")
+                              ctx.suggest(segment.name, nameable(known)) or columns_hint(known))
     if columns is None:
         return
     for i, column in enumerate(data.text):
         if column not in columns:
             ctx.error(f"the data has no column `{column}`", ctx.at("data", "text", i),
-                      suggest(column, columns) or f"the columns are: {', '.join(columns)}")
+                      ctx.suggest(column, nameable(columns)) or columns_hint(columns))
     if data.label not in columns and ctx.spec.labels:
-        ctx.error(f"the data has no label column `{data.label}`", ctx.at("data", "label"),
-                  f"the columns are: {', '.join(columns)}")
+        ctx.error(f"the data has no label column `{data.label}`", ctx.at("data", "label"), columns_hint(columns))
+
+
+_COLUMN_NAME = re.compile(r"(?!\d)\w+(?:-\w+)*")
+
+
+def nameable(columns: list[str]) -> list[str]:
+    """The columns a spec could name; only these are ever shown (a header may be a secret's line)."""
+    return [c for c in columns if len(c) <= 64 and _COLUMN_NAME.fullmatch(c)]
+
+
+def columns_hint(columns: list[str]) -> str:
+    """'the columns are: ...', naming only the `nameable` columns."""
+    shown = nameable(columns)
+    if not shown:
+        return "the data file's first line must be a header row that names its columns"
+    rest = len(columns) - len(shown)
+    return f"the columns are: {listing(shown)}" + (f" (and {rest} not shown)" if rest else "")
 
 
 def masks_where_needed(ctx: Context) -> None:
@@ -291,16 +330,37 @@ _BRACKETED = re.compile(r"\[([A-Za-z]+)(:\d+)?\]")
 
 
 def template_text_lint(ctx: Context) -> None:
+    columns = set(ctx.columns if ctx.columns is not None else [*ctx.spec.data.text, ctx.spec.data.label])
     for name, template in ctx.spec.templates.items():
-        for i, segment in enumerate(template.text):
-            if segment.kind == "text":
-                _lint_text(ctx, segment.text, ctx.at("templates", name, "text", i))
+        for part in ("text", "target"):
+            for i, segment in enumerate(getattr(template, part) or []):
+                if segment.kind == "text":
+                    _lint_text(ctx, segment.text, ctx.at("templates", name, part, i))
+                    _lint_braces(ctx, segment.text, ctx.at("templates", name, part, i), columns)
         if template.target and ctx.spec.model.family in (m.ModelFamily.masked, m.ModelFamily.causal):
             ctx.warning(f"template `{name}` has a `target`, which only seq2seq models use",
                         ctx.key("templates", name, "target"), "remove it, or set `family seq2seq`")
         if any(s.kind == "soft" for s in template.text) and ctx.method.kind in ("zero_shot", "in_context"):
             ctx.warning(f"template `{name}` has soft prompt tokens, which stay untrained with `{ctx.method.kind}`",
                         ctx.at("templates", name, "text"), "train them with `prompt_finetune`, or remove [SOFT]")
+
+
+_SINGLE_BRACES = re.compile(r"(?<!\{)\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}(?!\})")
+
+
+def _lint_braces(ctx: Context, text: str, span: Span, columns: set[str]) -> None:
+    """`{premise}` written as the papers write templates: plain text here, though it names a column."""
+    for match in _SINGLE_BRACES.finditer(text):
+        if match.group(1) in columns:
+            ctx.warning(f"`{match.group(0)}` is plain text, not a field", ctx.narrow(span, match.group(0)),
+                        f"did you mean `{{{{ {match.group(1)} }}}}`? a field is written in double braces")
+
+
+def not_yet_runnable(ctx: Context) -> None:
+    """What `promptlang run` would refuse: a warning now (an error under `check --strict`)."""
+    for item in not_yet(ctx.spec):
+        span = ctx.key(*item.path) if item.path else ctx.at()
+        ctx.warning(item.message, span, f"`promptlang run` refuses it until it is built; {item.hint}")
 
 
 def _lint_text(ctx: Context, text: str, span: Span) -> None:
@@ -382,8 +442,9 @@ def method_settings(ctx: Context) -> None:
     if data.dev_shots and not data.shots:
         ctx.error("`dev_shots` samples from what `shots` leaves; set `shots` too", ctx.key("data", "dev_shots"))
     for path, seeds in (("data", data.seeds), ("method", getattr(method, "seeds", []))):
+        listed: set[int] = set()
         for i, seed in enumerate(seeds):
-            if seed in seeds[:i]:
+            if seed in listed or listed.add(seed):
                 ctx.warning(f"seed {seed} is listed twice", ctx.at(path, "seeds", i), "remove the repeat")
     _labels_and_metrics(ctx)
 
@@ -398,11 +459,12 @@ def _labels_and_metrics(ctx: Context) -> None:
             if metric in classification:
                 ctx.error(f"`{metric.value}` needs labels; this spec generates text",
                           ctx.at("evaluate", "metrics", i), "use `bleu`, `rouge` or `exact_match`")
+    declared = set(ctx.spec.labels)
     for label in ctx.spec.data.label_values:
-        if label not in ctx.spec.labels:
+        if label not in declared:
             ctx.error(f"`label_values` maps `{label}`, which is not a label",
                       ctx.key("data", "label_values", label),
-                      suggest(label, ctx.spec.labels) or f"the labels are: {', '.join(ctx.spec.labels)}")
+                      ctx.suggest(label, ctx.spec.labels) or f"the labels are: {listing(ctx.spec.labels)}")
 
 
 # ---------------------------------------------------------------- files
@@ -418,10 +480,8 @@ def files_exist(ctx: Context) -> None:
                 if fmt is None:
                     ctx.error(f"cannot tell the format of `{relative}`", ctx.at("data", split),
                               "add `format tsv` (or csv, jsonl) to `data`")
-                elif read_columns(ctx.resolve(relative), fmt) is None:
-                    ctx.error(f"cannot read the column names of `{relative}`", ctx.at("data", split),
-                              "the first line of a JSON-lines file is an object: {\"label\": ..., \"sentence\": ...}"
-                              if fmt == "jsonl" else f"the file must be UTF-8 {fmt} with a header row")
+                else:
+                    _header_readable(ctx, split, fmt)
     kind, value = ctx.spec.model.source
     if kind in ("path", "gguf"):
         _file_exists(ctx, value, ctx.at("model", kind), "model " + ("folder" if kind == "path" else "file"),
@@ -429,6 +489,55 @@ def files_exist(ctx: Context) -> None:
     if kind == "package" and not _installed(value):
         ctx.warning(f"the model package `{value}` is not installed", ctx.at("model", "package"),
                     f"install it: `pip install {value}`")
+
+
+def _header_readable(ctx: Context, split: str, fmt: str) -> None:
+    relative = getattr(ctx.spec.data, split)
+    try:
+        read_columns(ctx.resolve(relative), fmt, relative)
+    except DataFileError as error:
+        ctx.error(str(error), ctx.at("data", split), error.hint)
+
+
+def rows_readable(ctx: Context) -> None:
+    """Each labelled split's file has the spec's columns, every line parses, and every label value
+    is a label (or `label_values` maps it)."""
+    data = ctx.spec.data
+    for split, (path, fmt, columns) in ctx.data_files.items():
+        relative, span = getattr(data, split), ctx.at("data", split)
+        wanted = [*data.text, *([data.label] if ctx.spec.labels else [])]
+        missing = [c for c in wanted if c not in columns]
+        if missing:
+            if columns != ctx.columns:  # (the first file's columns are `fields_are_columns`'s to report)
+                ctx.error(f"`{relative}` has no column `{missing[0]}`", span, f"its columns are: {listing(columns)}")
+            continue
+        if not ctx.spec.labels:
+            continue
+        try:
+            values = column_values(path, fmt, data.label, relative, data.bad_rows is m.BadRows.skip,
+                                   (*ctx.spec.labels, *(v for raw in data.label_values.values() for v in raw)))
+        except DataFileError as error:
+            ctx.error(str(error), span, error.hint)
+            continue
+        if not values and split != "train":
+            ctx.error(f"`{relative}` has no examples", span, "a data file holds a header and then one example per line")
+        _label_values_known(ctx, split, values)
+
+
+def _label_values_known(ctx: Context, split: str, values: dict[str, int]) -> None:
+    known = set(ctx.spec.labels) | {v for raw in ctx.spec.data.label_values.values() for v in raw}
+    unknown = {value: line for value, line in values.items() if value not in known}
+    relative = getattr(ctx.spec.data, split)
+    if "" in unknown:
+        ctx.error(f"`{relative}` line {unknown.pop('')} has no label", ctx.at("data", split),
+                  "every example of a labelled split needs one; unlabelled examples go in `unlabeled`")
+    if unknown:
+        raw = list(unknown)
+        which = f"which is not a label (line {unknown[raw[0]]})" if len(raw) == 1 else \
+            f"which are not labels (the first on line {unknown[raw[0]]})"
+        ctx.error(f"the label column `{ctx.spec.data.label}` of `{relative}` holds "
+                  f"{listing([f'`{v}`' for v in raw], 5)}, {which}", ctx.at("data", split),
+                  label_values_hint(ctx.spec, raw))
 
 
 def _installed(distribution: str) -> bool:
@@ -445,6 +554,10 @@ def _file_exists(ctx: Context, relative: str, span: Span, what: str, folder: boo
     control = next((c for c in relative if ord(c) < 32), None)
     path = ctx.resolve(relative)
     if control is not None or path is None:
+        if control is None and is_link_loop(ctx.directory / relative):
+            ctx.error(f"{what} `{relative}` is a symbolic link that leads back to itself", span,
+                      "point the link at a real file")
+            return False
         if control is None and any(len(part) > 255 for part in Path(relative).parts):
             ctx.error(f"the path `{relative[:40]}...` is too long for a file name", span)
             return False
@@ -456,12 +569,47 @@ def _file_exists(ctx: Context, relative: str, span: Span, what: str, folder: boo
         if path.is_dir() != folder:
             ctx.error(f"`{relative}` is a {'file' if folder else 'folder'}, not a {what.split()[-1]}", span)
             return False
+        if not folder and not path.is_file():  # reading a device or a pipe would never end
+            ctx.error(f"{what} `{relative}` is not a regular file (a device or a pipe)", span,
+                      "point the path at a file")
+            return False
         return True
     siblings = [p.name for p in path.parent.iterdir()] if path.parent.is_dir() else []
     hint = suggest(path.name, siblings)
     ctx.error(f"{what} `{relative}` does not exist", span,
               hint or f"paths are relative to the spec's folder; this one is {path}")
     return False
+
+
+def output_inside_spec_folder(ctx: Context) -> None:
+    """`evaluate { output }` is a folder inside the spec's folder: a spec (perhaps someone else's) never
+    sends results elsewhere, nor over its own folder; the command line's `--out` can."""
+    output = ctx.spec.evaluate.output if ctx.spec.evaluate else None
+    if output is None:
+        return
+    span = ctx.at("evaluate", "output")
+    hint = ("write a folder inside the spec's folder, like `results/NAME`; "
+            "to write somewhere else, use `promptlang run --out DIR`")
+    depth, escapes = 0, False
+    for part in Path(output).parts:
+        depth += {"..": -1, ".": 0}.get(part, 1)
+        escapes = escapes or depth < 0
+    if Path(output).is_absolute():
+        ctx.error(f"`output` is the absolute path `{output}`: a spec writes only inside its own folder", span, hint)
+    elif escapes or not _stays_inside(ctx.directory, output):
+        ctx.error(f"`output` leads out of the spec's folder: `{output}`", span, hint)
+    elif depth == 0:
+        ctx.error("`output` is the spec's own folder: a run would replace the spec and its data with results",
+                  span, hint)
+
+
+def _stays_inside(directory: Path, relative: str) -> bool:
+    """Whether `directory / relative` is still inside `directory` once symbolic links are followed."""
+    try:
+        folder = directory.resolve()
+        return folder in (directory / relative).resolve().parents or (directory / relative).resolve() == folder
+    except (OSError, ValueError, RuntimeError):  # a name no file can have, a symlink loop: for `run` to report
+        return True
 
 
 CHECKS = [
@@ -475,4 +623,7 @@ CHECKS = [
     demonstrations_defined,
     method_settings,
     files_exist,
+    rows_readable,
+    not_yet_runnable,
+    output_inside_spec_folder,
 ]

@@ -94,7 +94,11 @@ def _parser() -> argparse.ArgumentParser:
         description="Compile a spec, run every stage (train, evaluate), print a results table and write the "
                     "output directory: compiled spec, plan, verbalizer, metrics, predictions, log, model.")
     run.add_argument("path", metavar="SPEC", help="a spec file")
-    run.add_argument("--out", metavar="DIR", help="output directory (default: the spec's `output`, else results/NAME)")
+    run.add_argument("--out", metavar="DIR", help="output directory (default: the spec's `output`, else results/NAME); "
+                                                  "replaced only if it is empty or a promptlang output directory")
+    run.add_argument("--force", action="store_true",
+                     help="replace an output directory that a run of another spec wrote "
+                          "(never a folder that promptlang did not write)")
     _add_overrides(run, "override a setting, e.g. --set method.steps=10 --set data.seeds=13,21")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress, only the results table")
     run.add_argument("--stages", metavar="DIR",
@@ -237,6 +241,7 @@ def _dump(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from promptlang.output import OutputError
     from promptlang.runner import OverrideError, run
     from promptlang.store import StoreError
 
@@ -245,8 +250,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.quiet:
         _quiet_transformers()
     try:
-        results = run(Path(args.path), args.out, args.overrides, args.quiet, args.stages)
-    except (OverrideError, StoreError) as error:
+        results = run(Path(args.path), args.out, args.overrides, args.quiet, args.stages, args.force)
+    except (OverrideError, StoreError, OutputError) as error:
         raise UsageError(str(error)) from None
     print(results.table())
     return EXIT_OK
@@ -288,9 +293,8 @@ def _render(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from promptlang.checks import EXTENSIONS
-    from promptlang.data import read_rows
-    from promptlang.predictor import load
+    from promptlang.datafiles import EXTENSIONS
+    from promptlang.predictor import ArtifactError, load
 
     artifact, source = Path(args.artifact), Path(args.input)
     if not (artifact / "predictor.json").is_file():
@@ -299,24 +303,54 @@ def _predict(args: argparse.Namespace) -> int:
                              f"it distils its ensemble (add a `distill {{ ... }}` block to `method`)")
         raise UsageError(f"not a `promptlang run` output directory: {artifact}")
     fmt = EXTENSIONS.get(source.suffix.lower())
+    if source.is_symlink() and not source.exists():
+        raise UsageError(f"cannot read {source}: it is a symbolic link to nothing (or to itself)")
     if not source.is_file() or fmt is None:
         raise UsageError(f"cannot read {source}: give a .tsv, .csv or .jsonl file")
     _quiet_transformers()
-    predictor = load(artifact)
-    rows = read_rows(source, fmt)
-    missing = [c for c in predictor.session.spec.data.text if rows and c not in rows[0]]
+    try:
+        predictor = load(artifact)
+    except ArtifactError as error:
+        raise UsageError(str(error)) from None
+    rows = _input_rows(source, fmt)
+    columns = predictor.session.spec.data.text
+    missing = [c for c in columns if rows and c not in rows[0]]
     if missing:
-        raise UsageError(f"{source} has no column `{missing[0]}` (the spec's text columns: "
-                         f"{', '.join(predictor.session.spec.data.text)})")
-    lines = ["\t".join(["index", "predicted", *[f"p_{x}" for x in predictor.labels]])]
-    for i, prediction in enumerate(predictor.predict(rows)):
-        lines.append("\t".join([str(i), prediction.label, *[f"{v:.6f}" for v in prediction.probabilities.values()]]))
-    text = "\n".join(lines) + "\n"
+        raise UsageError(f"{source} has no column `{missing[0]}` (the spec's text columns: {', '.join(columns)})")
+    text = predictions_tsv(columns, predictor.labels, rows, predictor.predict(rows))
     if args.output:
-        write_atomically(Path(args.output), text)
+        try:
+            write_atomically(Path(args.output), text)
+        except OSError as error:
+            raise UsageError(f"cannot write {args.output}: {error.strerror or error}") from None
     else:
         sys.stdout.write(text)
     return EXIT_OK
+
+
+def _input_rows(source: Path, fmt: str) -> list[dict]:
+    """The rows of `predict --input`, or a usage error saying why they cannot be read."""
+    from promptlang.datafiles import DataFileError, read_rows
+
+    try:
+        return read_rows(source, fmt, str(source))
+    except DataFileError as error:
+        raise UsageError(str(error) + (f"; {error.hint}" if error.hint else "")) from None
+
+
+def predictions_tsv(columns: list[str], labels: list[str], rows: list[dict], predictions) -> str:
+    """`predict`'s table: each input's index and text columns, the predicted label, the probabilities."""
+    lines = ["\t".join(["index", *columns, "predicted", *[f"p_{x}" for x in labels]])]
+    for i, (row, prediction) in enumerate(zip(rows, predictions)):
+        texts = [tsv_field(str(row.get(c) or "")) for c in columns]
+        lines.append("\t".join([str(i), *texts, prediction.label,
+                                *[f"{v:.6f}" for v in prediction.probabilities.values()]]))
+    return "\n".join(lines) + "\n"
+
+
+def tsv_field(text: str) -> str:
+    """`text` as one TSV field: backslash, tab, line feed and carriage return written as escapes."""
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
 
 
 def _schema(args: argparse.Namespace) -> int:

@@ -119,8 +119,23 @@ def _steps(method, n_train: int) -> int:
     return (method.epochs or 1) * max(1, math.ceil(n_train / per_step))
 
 
+def mask_ends_input(pattern: p.Pattern) -> bool:
+    """Whether nothing but special tokens follows the pattern's mask (no text, field or slot)."""
+    at = next((i for i, piece in enumerate(pattern.pieces) if piece.kind == "mask"), None)
+    return at is not None and all(piece.kind == "text" and not piece.ids for piece in pattern.pieces[at + 1:])
+
+
+def continuation_scored(pattern: p.Pattern | None, family: str) -> bool:
+    """Whether a causal LM scores each label word as its own continuation (the word, then the text
+    after the mask): one sequence per example and word, not one per example (see `scoring.causal_scores`)."""
+    if pattern is None or family != "causal" or not pattern.labels:
+        return False
+    single = all(len(ids) == 1 for lw in pattern.labels for ids in lw.ids)
+    return not (single and mask_ends_input(pattern))
+
+
 def _passes(pattern: p.Pattern | None, family: str, n: int, batch: int) -> int:
-    """Forward passes to score `n` examples."""
+    """Forward passes to score `n` examples (a pass is a batch of `batch` sequences)."""
     if n == 0:
         return 0
     if pattern is None:
@@ -129,8 +144,9 @@ def _passes(pattern: p.Pattern | None, family: str, n: int, batch: int) -> int:
     if family == "masked":
         multi = pattern.mask_count > 1
         return math.ceil(n * (words if multi else 1) / batch) * (pattern.mask_count if multi else 1)
-    single = all(len(ids) == 1 for lw in pattern.labels for ids in lw.ids)
-    return math.ceil(n * (1 if single and family == "causal" else words) / batch)
+    if family == "causal":
+        return math.ceil(n * (words if continuation_scored(pattern, family) else 1) / batch)
+    return math.ceil(n * words / batch)
 
 
 def _training_work(method, n: int, pattern: p.Pattern | None, family: str, dev: int) -> p.Work:

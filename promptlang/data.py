@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import csv
-import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from promptlang import spec as m
-from promptlang.checks import data_format
+from promptlang.datafiles import DataFileError, Table, data_format, label_values_hint, read_table
 
 SPLITS = ("train", "dev", "test", "unlabeled")
+LABELLED = ("train", "dev", "test")
 
 
 @dataclass(frozen=True)
@@ -25,43 +24,47 @@ class Example:
 
 @dataclass
 class Splits:
-    """The examples of one few-shot sample (one data seed)."""
+    """The examples of one few-shot sample (one data seed), and the lines skipped per data file."""
 
     seed: int
     train: list[Example] = field(default_factory=list)
     dev: list[Example] = field(default_factory=list)
     test: list[Example] = field(default_factory=list)
     unlabeled: list[Example] = field(default_factory=list)
+    skipped: dict[str, int] = field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
         return {name: len(getattr(self, name)) for name in SPLITS}
 
 
+@dataclass
+class Read:
+    """Every split as read (before sampling), and how many lines of each file `bad_rows skip` skipped."""
+
+    examples: dict[str, list[Example]]
+    skipped: dict[str, int] = field(default_factory=dict)
+
+    def __getitem__(self, split: str) -> list[Example]:
+        return self.examples[split]
+
+
 class DataError(Exception):
     """A data file that cannot be read as the spec describes; carries the spec path of the setting."""
 
-    def __init__(self, message: str, path: tuple = ("data",)):
+    def __init__(self, message: str, path: tuple = ("data",), hint: str | None = None):
         super().__init__(message)
         self.path = path
+        self.hint = hint
 
 
-def read_rows(path: Path, fmt: str) -> list[dict[str, str]]:
-    """All rows of a data file as dicts of strings."""
-    with open(path, encoding="utf-8", newline="") as handle:
-        if fmt == "jsonl":
-            return [{k: "" if v is None else str(v) for k, v in json.loads(line).items()}
-                    for line in handle if line.strip()]
-        return list(csv.DictReader(handle, delimiter="\t" if fmt == "tsv" else ","))
-
-
-def _hub_rows(data: m.Data, split_name: str) -> list[dict[str, str]]:
+def _hub_rows(data: m.Data, split_name: str) -> list[tuple[int, dict[str, str]]]:
     from datasets import load_dataset  # only for specs that name a hub dataset
 
     dataset = load_dataset(data.dataset, data.dataset_config, split=split_name)
-    return [{k: str(v) for k, v in row.items()} for row in dataset]
+    return [(i, {k: str(v) for k, v in row.items()}) for i, row in enumerate(dataset, 1)]
 
 
-def _label_map(spec: m.Spec) -> dict[str, str]:
+def label_map(spec: m.Spec) -> dict[str, str]:
     """Raw label value → label name (`label_values`, else the names themselves)."""
     mapping = {label: label for label in spec.labels}
     for label, values in spec.data.label_values.items():
@@ -70,32 +73,75 @@ def _label_map(spec: m.Spec) -> dict[str, str]:
     return mapping
 
 
-def read_split(spec: m.Spec, split: str, directory: Path) -> list[Example]:
-    """The examples of one split as the spec describes it (empty when the split is not given).
+def read_file(spec: m.Spec, split: str, directory: Path) -> Table:
+    """The table of one split's file, its columns checked against the spec.
 
     Raises:
-        DataError: a missing column or an unknown label value.
+        DataError: the file cannot be read, a line does not parse (with `bad_rows error`), or a
+            column the spec names is missing.
+    """
+    data = spec.data
+    where = getattr(data, split)
+    try:
+        table = read_table(directory / where, data_format(data, where) or "tsv", where,
+                           skip_bad=data.bad_rows is m.BadRows.skip)
+    except DataFileError as error:
+        raise DataError(str(error), ("data", split), error.hint) from None
+    for i, column in enumerate(data.text):
+        if column not in table.columns:
+            raise DataError(f"`{where}` has no column `{column}`", ("data", "text", i),
+                            f"its columns are: {', '.join(table.columns)}")
+    if split in LABELLED and spec.labels and data.label not in table.columns:
+        raise DataError(f"`{where}` has no label column `{data.label}`", ("data", "label"),
+                        f"its columns are: {', '.join(table.columns)}")
+    return table
+
+
+def read_split(spec: m.Spec, split: str, directory: Path, skipped: dict[str, int] | None = None) -> list[Example]:
+    """The examples of one split as the spec describes it (empty when the split is not given).
+
+    Args:
+        skipped: where to count the lines `bad_rows skip` skipped, by file.
+
+    Raises:
+        DataError: the file cannot be read, a missing column, no examples, or an unknown label value.
     """
     data = spec.data
     where = getattr(data, split)
     if not where:
         return []
-    rows = _hub_rows(data, where) if data.dataset else read_rows(directory / where, data_format(data, where))
-    labels = _label_map(spec)
-    examples = []
-    for number, row in enumerate(rows, 2):
-        missing = [c for c in data.text if c not in row]
-        if missing:
-            raise DataError(f"`{where}` has no column `{missing[0]}` (row {number})", ("data", "text"))
+    if data.dataset:
+        rows = _hub_rows(data, where)
+    else:
+        table = read_file(spec, split, directory)
+        rows = table.dicts()
+        if table.skipped and skipped is not None:
+            skipped[where] = len(table.skipped)
+    if not rows and split in ("dev", "test"):  # (an empty train split is the method's to refuse)
+        raise DataError(f"`{where}` has no examples", ("data", split),
+                        None if data.dataset else "a data file holds a header and then one example per line")
+    labels = label_map(spec) if split != "unlabeled" and spec.labels else None
+    return [_example(spec, split, labels, number, row) for number, row in rows]
+
+
+def _example(spec: m.Spec, split: str, labels: dict[str, str] | None, number: int, row: dict[str, str]) -> Example:
+    """One row (from line `number`) as an example; `labels` maps raw label values (None: unlabelled)."""
+    data = spec.data
+    where = getattr(data, split)
+    for i, column in enumerate(data.text):
+        if row.get(column) is None:
+            raise DataError(f"`{where}` line {number} has no `{column}`", ("data", "text", i))
+    label = None
+    if labels is not None:
         raw = row.get(data.label)
-        label = None
-        if split != "unlabeled" and spec.labels and raw not in (None, ""):
-            if raw not in labels:
-                raise DataError(f"`{where}` row {number}: label value `{raw}` is not a label; "
-                                f"map it with `label_values`", ("data", "label"))
-            label = labels[raw]
-        examples.append(Example({c: row[c] or "" for c in row if c is not None}, label, f"{where}:{number}"))
-    return examples
+        if raw in (None, ""):
+            raise DataError(f"`{where}` line {number} has no label", ("data", split),
+                            "every example of a labelled split needs one; unlabelled examples go in `unlabeled`")
+        if raw not in labels:
+            raise DataError(f"`{where}` line {number}: label value `{raw}` is not a label", ("data", split),
+                            label_values_hint(spec, [raw]))
+        label = labels[raw]
+    return Example({c: v for c, v in row.items() if v is not None}, label, f"{where}:{number}")
 
 
 def per_label(examples: list[Example], labels: list[str], k: int, rng: random.Random,
@@ -113,12 +159,18 @@ def per_label(examples: list[Example], labels: list[str], k: int, rng: random.Ra
     return [examples[i] for i in chosen], set(chosen)
 
 
-def read_splits(spec: m.Spec, directory: Path) -> dict[str, list[Example]]:
-    """Every split the spec names, read once (sampling for each data seed then reuses them)."""
-    return {split: read_split(spec, split, directory) for split in SPLITS}
+def read_splits(spec: m.Spec, directory: Path) -> Read:
+    """Every split the spec names, read once (sampling for each data seed then reuses them).
+
+    Raises:
+        DataError: the first problem in the data, at the spec line of the setting it concerns.
+    """
+    skipped: dict[str, int] = {}
+    examples = {split: read_split(spec, split, directory, skipped) for split in SPLITS}
+    return Read(examples, skipped)
 
 
-def sample_splits(spec: m.Spec, read: dict[str, list[Example]], seed: int) -> Splits:
+def sample_splits(spec: m.Spec, read: Read, seed: int) -> Splits:
     """Draw the few-shot sample for one data seed from the splits as read, as LM-BFF does.
 
     Train: `shots` per label from the training file; dev: `dev_shots` per label from what
@@ -128,7 +180,7 @@ def sample_splits(spec: m.Spec, read: dict[str, list[Example]], seed: int) -> Sp
     data = spec.data
     rng = random.Random(seed)
     train_all = read["train"]
-    splits = Splits(seed, test=read["test"])
+    splits = Splits(seed, test=read["test"], skipped=dict(getattr(read, "skipped", {})))
     if data.test_size and data.test_size < len(splits.test):
         splits.test = random.Random(0).sample(splits.test, data.test_size)
     used: set[int] = set()

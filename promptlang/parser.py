@@ -13,13 +13,14 @@ from lark.exceptions import UnexpectedInput
 from promptlang import syntax as s
 from promptlang.diagnostics import Diagnostics
 from promptlang.source import Source, Span
-from promptlang.syntax_errors import NOT_A_SPEC, describe
+from promptlang.syntax_errors import MAX_DEPTH, NOT_A_SPEC, describe, too_deep
 
 LANGUAGE_VERSION = 1
 TEMPLATE_ATTRIBUTES = ("text", "target")
 
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\", "{": "{", "}": "}", "[": "[", "]": "]"}
-_ESCAPE = re.compile(r"\\(u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|.)", re.S)
+_ESCAPE = re.compile(r"\\(u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|.)|([\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff])", re.S)
+MAX_DIGITS = 30  # a whole number with more digits is no setting's value (and Python refuses > 4300)
 
 
 def grammar_path() -> Path:
@@ -55,6 +56,11 @@ def parse(source: Source | str, path: str = "<string>") -> tuple[s.File | None, 
     if isinstance(source, str):
         source = Source(source, path)
     diagnostics = Diagnostics(sources={source.path: source})
+    deep = too_deep(source.text)
+    if deep is not None:
+        diagnostics.error(f"blocks are nested more than {MAX_DEPTH} deep", source.span(deep, deep + 1),
+                          "a spec needs a few levels at most, like `method pet { distill { ... } }`")
+        return None, diagnostics
     try:
         tree = lark_parser().parse(source.text, start="spec")
     except UnexpectedInput as error:
@@ -93,14 +99,14 @@ def _all_syntax_errors(source: Source, first: UnexpectedInput):
     for begin, end in _statement_chunks(source.text):
         if end <= reported_until:
             continue
-        padded = re.sub(r"[^\n]", " ", source.text[:begin]) + source.text[begin:end]
+        chunk = source.text[begin:end]  # parsed alone (linear in the file), offsets shifted back
         try:
-            lark_parser().parse(padded, start="statements")
+            lark_parser().parse(chunk, start="statements")
         except UnexpectedInput as error:
-            message, hint, where = describe(error, padded)
-            if where[0] >= reported_until:
-                yield message, hint, where
-                reported_until = max(where[1], end)
+            message, hint, (start, stop) = describe(error, chunk)
+            if begin + start >= reported_until:
+                yield message, hint, (begin + start, begin + stop)
+                reported_until = max(begin + stop, end)
 
 
 def _statement_chunks(text: str):
@@ -119,20 +125,54 @@ def _statement_chunks(text: str):
 # ---------------------------------------------------------------- tree → nodes
 
 
-def unescape(raw: str) -> tuple[str, list[tuple[int, str]]]:
-    """Resolve backslash escapes; returns the text and (offset, escape) for each unknown one."""
-    bad: list[tuple[int, str]] = []
+def unescape(raw: str) -> tuple[str, list[tuple[int, str, str]]]:
+    """Resolve backslash escapes.
+
+    Returns:
+        The text, and (offset, what was written, problem) for each escape or character a
+        string cannot hold; problem is "unknown", "not a character", "surrogate" or "control".
+    """
+    bad: list[tuple[int, str, str]] = []
 
     def replace(match: re.Match) -> str:
-        code = match.group(1)
+        code, control = match.group(1), match.group(2)
+        if control is not None:  # written as it is, not as an escape
+            bad.append((match.start(), control, "surrogate" if "\ud800" <= control <= "\udfff" else "control"))
+            return control
         if code[0] in "uU" and len(code) > 1:
-            return chr(int(code[1:], 16))
+            return _code_point(match, bad)
         if code in _ESCAPES:
             return _ESCAPES[code]
-        bad.append((match.start(), match.group(0)))
+        bad.append((match.start(), match.group(0), "unknown"))
         return code
 
     return _ESCAPE.sub(replace, raw), bad
+
+
+def _code_point(match: re.Match, bad: list) -> str:
+    """The character a `\\uXXXX` or `\\UXXXXXXXX` escape names (a problem is recorded in `bad`)."""
+    code = int(match.group(1)[1:], 16)
+    if code > 0x10FFFF:
+        bad.append((match.start(), match.group(0), "not a character"))
+        return "\ufffd"
+    char = chr(code)
+    if 0xD800 <= code <= 0xDFFF:
+        bad.append((match.start(), match.group(0), "surrogate"))
+    elif char not in "\t\n\r" and (code < 0x20 or 0x7F <= code <= 0x9F):
+        bad.append((match.start(), match.group(0), "control"))
+    return char
+
+
+def escape_problem(written: str, problem: str, where: str) -> tuple[str, str]:
+    """(message, hint) for a character that a string or template (`where`) cannot hold."""
+    if problem == "not a character":
+        return f"`{written}` is not a Unicode character", "the last character is \\U0010FFFF"
+    if problem == "surrogate":
+        return (f"`{written}` is half of a UTF-16 surrogate pair, not a character",
+                "write the character itself, or its code point: \\U0001F600")
+    shown = f"U+{ord(written):04X}" if len(written) == 1 else f"`{written}`"
+    return (f"{where} cannot hold the control character {shown}",
+            "remove it; write \\n for a line break and \\t for a tab")
 
 
 def _string_body(token: Token) -> tuple[str, int]:
@@ -145,8 +185,14 @@ def _is_string(value: s.Value) -> bool:
     return isinstance(value, s.Atom) and value.kind == "string"
 
 
-def _number(text: str) -> int | float:
-    return int(text) if re.fullmatch(r"[+-]?\d+", text) else float(text)
+def _number(text: str) -> tuple[int | float, str | None]:
+    """The value of a NUMBER token, and the problem with it (too many digits, too large), if any."""
+    if re.fullmatch(r"[+-]?\d+", text):
+        digits = len(text.lstrip("+-"))
+        return (0, f"this number has {digits} digits") if digits > MAX_DIGITS else (int(text), None)
+    value = float(text)
+    shown = text if len(text) <= 30 else text[:27] + "..."
+    return (0.0, f"`{shown}` is too large to be a number") if abs(value) == float("inf") else (value, None)
 
 
 @v_args(meta=True)
@@ -169,12 +215,21 @@ class _NodeBuilder(Transformer):
     def _string(self, token: Token) -> str:
         body, start = _string_body(token)
         value, bad = unescape(body)
-        for at, escape in bad:
-            self.diagnostics.error(
-                f"unknown escape `{escape}` in a string",
-                self.source.span(self.offset + start + at, self.offset + start + at + len(escape)),
-                "use \\\\ for a backslash; known escapes: \\n \\t \\\" \\\\ \\{ \\[ \\uXXXX",
-            )
+        self._escapes(bad, self.offset + start, "a string",
+                      "use \\\\ for a backslash; known escapes: \\n \\t \\\" \\\\ \\{ \\[ \\uXXXX")
+        return value
+
+    def _escapes(self, bad: list, start: int, where: str, unknown_hint: str) -> None:
+        """Report what `unescape` found, each at its place in the source."""
+        for at, written, problem in bad:
+            message, hint = (f"unknown escape `{written}` in {where}", unknown_hint) if problem == "unknown" \
+                else escape_problem(written, problem, where)
+            self.diagnostics.error(message, self.source.span(start + at, start + at + len(written)), hint)
+
+    def _number(self, token: Token) -> int | float:
+        value, problem = _number(token.value)
+        if problem:
+            self.diagnostics.error(problem, self._span(token), "settings take numbers such as `3`, `0.5` or `1e-5`")
         return value
 
     # files and statements
@@ -189,7 +244,7 @@ class _NodeBuilder(Transformer):
         return children
 
     def header(self, meta, children):
-        return s.Atom(self._span(children[0]), "number", _number(children[0].value), token=children[0])
+        return s.Atom(self._span(children[0]), "number", self._number(children[0]), token=children[0])
 
     def import_(self, meta, children):
         return s.Import(self._span(meta), self._string(children[0]), token=children[0])
@@ -240,7 +295,7 @@ class _NodeBuilder(Transformer):
         return s.Atom(self._span(meta), "string", self._string(children[0]), token=children[0])
 
     def number(self, meta, children):
-        return s.Atom(self._span(meta), "number", _number(children[0].value), token=children[0])
+        return s.Atom(self._span(meta), "number", self._number(children[0]), token=children[0])
 
     def name(self, meta, children):
         return s.Atom(self._span(meta), "name", children[0].value, token=children[0])
@@ -261,14 +316,15 @@ class _NodeBuilder(Transformer):
         span = self._span(token)
         if token.type == "TEXT":
             value, bad = unescape(token.value)
-            for at, escape in bad:
-                start = self.offset + token.start_pos + at
-                self.diagnostics.error(f"unknown escape `{escape}` in a template",
-                                       self.source.span(start, start + len(escape)),
-                                       "write \\{ or \\[ for a literal `{` or `[`, \\\\ for a backslash")
+            self._escapes(bad, self.offset + token.start_pos, "a template",
+                          "write \\{ or \\[ for a literal `{` or `[`, \\\\ for a backslash")
             return s.Text(span, value)
         kind = token.type.split("_")[0].lower()
         count = re.search(r":(\d+)", token.value)
+        if count and len(count.group(1)) > MAX_DIGITS:
+            self.diagnostics.error(f"this slot's count has {len(count.group(1))} digits", span,
+                                   "[MASK:N] holds 1 to 64 tokens, [SOFT:N] 1 to 1024")
+            return s.Slot(span, kind, 1)
         return s.Slot(span, kind, int(count.group(1)) if count else None)
 
     def field(self, meta, children):

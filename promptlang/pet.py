@@ -33,6 +33,7 @@ from promptlang import runtime
 from promptlang import spec as m
 from promptlang.data import Example, Splits
 from promptlang.ensemble import ensemble_logits, ipet_train_set, label_sizes, new_examples
+from promptlang.pipeline import ENCODING_VERSION
 from promptlang.store import RESULT, Store, key_of
 
 # part of each stage's key: raise a kind's number when what its stages compute changes
@@ -134,7 +135,8 @@ class PetRun:
                           model=spec.model.model_dump(mode="json"), family=plan.family,
                           method=method.model_dump(mode="json", exclude={"patterns", "ensemble", "distill",
                                                                          "ipet", "seeds"}),
-                          data=self.fingerprints[stage.data_seed], seed=stage.seed, libraries=_libraries())
+                          data=self.fingerprints[stage.data_seed], seed=stage.seed, libraries=_libraries(),
+                          encoding=ENCODING_VERSION)
         elif stage.kind == "label":  # (more generations add stages; they do not change the earlier ones)
             inputs.update(ipet=method.ipet.model_dump(mode="json", exclude={"generations"}),
                           ensemble=method.ensemble.value, data=self.fingerprints[stage.data_seed])
@@ -143,7 +145,8 @@ class PetRun:
         elif stage.kind == "distill":
             inputs.update(distill=method.distill.model_dump(mode="json", exclude={"seeds"}),
                           model=spec.model.model_dump(mode="json"), tokenizer=plan.tokenizer.model_dump(mode="json"),
-                          data=self.fingerprints[stage.data_seed], seed=stage.seed, libraries=_libraries())
+                          data=self.fingerprints[stage.data_seed], seed=stage.seed, libraries=_libraries(),
+                          encoding=ENCODING_VERSION)
         return key_of(inputs)
 
     def run(self) -> list[Done]:
@@ -248,7 +251,7 @@ class PetRun:
         session.reset(stage.seed)
         classifier, history = runtime.train_classifier(
             session, splits.unlabeled, lambda logits, rows: distillation_loss(logits, teacher[rows], distill.temperature),
-            distill, splits.dev, stage.seed)
+            distill, splits.dev, stage.seed, ("method", "distill"))
         for split in ("test", "unlabeled"):
             rows = getattr(splits, split)
             write_logits(out / f"{split}.logits.tsv", rows, runtime.classifier_logits(session, classifier, rows, distill),

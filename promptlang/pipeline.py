@@ -3,24 +3,27 @@
 Fields are transformed, then tokenized one field at a time over the whole batch with the
 fast tokenizer; template text was tokenized once at compile time. Only fields marked
 `shorten` lose tokens when an input is too long (every field, from its tail, when none is
-marked); template text, masks and special tokens are never cut.
+marked); template text, masks and special tokens are never cut. Field text never becomes a
+special token: "[MASK]" or "</s>" in the data is tokenized as the characters it is.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
-import pickle
+import os
 import string
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from promptlang import plan as p
 from promptlang.data import Example
-from promptlang.tokens import without_dummy_prefix
+from promptlang.tokens import ids_of, without_dummy_prefix
 
 _PUNCT = string.punctuation
-ENCODING_VERSION = 2  # part of the cache key: raise it when what `encode` makes of an example changes
+ENCODING_VERSION = 3  # part of the cache key: raise it when what `encode` makes of an example changes
 
 
 class TooLong(Exception):
@@ -99,6 +102,51 @@ def _continues_word(pattern: p.Pattern, index: int) -> bool:
     return before.kind in ("field", "mask") or (before.kind == "text" and not before.text[-1:].isspace())
 
 
+@functools.lru_cache(maxsize=32)
+def special_ids(tokenizer) -> frozenset[int]:
+    """The ids that text from the data must never produce: the tokenizer's special tokens (its
+    unknown token only when that is also a structural one, as GPT-2's `<|endoftext|>` is)."""
+    banned = set(tokenizer.all_special_ids)
+    banned |= {i for i, token in getattr(tokenizer, "added_tokens_decoder", {}).items() if token.special}
+    structural = {tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id, tokenizer.sep_token_id,
+                  tokenizer.cls_token_id, tokenizer.mask_token_id}
+    if tokenizer.unk_token_id is not None and tokenizer.unk_token_id not in structural:
+        banned.discard(tokenizer.unk_token_id)
+    return frozenset(banned)
+
+
+def text_ids(tokenizer, values: list[str]) -> list[list[int]]:
+    """Token ids of texts from the data, with no special tokens: "[MASK]" in a review is `[ mask ]`.
+
+    The fast tokenizer's `split_special_tokens` stops it from matching special tokens' text; a
+    vocabulary that holds such a text as an ordinary piece (a Unigram `</s>`) is spelled out
+    character by character at that token.
+    """
+    if not values:
+        return []
+    rows = tokenizer(values, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+    banned = special_ids(tokenizer)
+    return [row if banned.isdisjoint(row) else _spelled(tokenizer, value, banned) for value, row in zip(values, rows)]
+
+
+def _spelled(tokenizer, value: str, banned: frozenset[int]) -> list[int]:
+    """`value`'s ids with each special token replaced by the ids of its characters."""
+    encoded = tokenizer(value, add_special_tokens=False, split_special_tokens=True, return_offsets_mapping=True)
+    out: list[int] = []
+    for token, (start, end) in zip(encoded["input_ids"], encoded["offset_mapping"]):
+        if token not in banned:
+            out.append(token)
+            continue
+        for char in value[start:end]:
+            out += [i for i in without_dummy_prefix(tokenizer, _char_ids(tokenizer, char)) if i not in banned]
+    return out
+
+
+def _char_ids(tokenizer, char: str) -> list[int]:
+    return tokenizer(char, add_special_tokens=False, split_special_tokens=True)["input_ids"] if char.strip() \
+        else ids_of(tokenizer, char)
+
+
 def _tokenized_fields(pattern: p.Pattern, examples: list[Example], tokenizer) -> dict[int, list[list[int]]]:
     """Piece index → token ids of that field for every example (one tokenizer call per field).
 
@@ -108,7 +156,7 @@ def _tokenized_fields(pattern: p.Pattern, examples: list[Example], tokenizer) ->
     for index, piece in enumerate(pattern.pieces):
         if piece.kind == "field":
             values = [transform(e.fields.get(piece.name, ""), piece.transforms) for e in examples]
-            ids = tokenizer(values, add_special_tokens=False)["input_ids"] if values else []
+            ids = text_ids(tokenizer, values)
             if _continues_word(pattern, index):
                 ids = [row if value[:1].isspace() else without_dummy_prefix(tokenizer, row)
                        for value, row in zip(values, ids)]
@@ -203,14 +251,48 @@ def encode_cached(cache: Path | None, pattern: p.Pattern, examples: list[Example
         return encode(pattern, examples, tokenizer, info, max_length, labels, family, demos)
     key = cache_key(ENCODING_VERSION, pattern.model_dump(), info.model_dump(), max_length, labels, family, demos,
                     [(e.fields, e.label) for e in examples])
-    path = cache / "tokens" / f"{key}.pkl"
-    if path.is_file():
-        with open(path, "rb") as handle:
-            return pickle.load(handle)
+    path = cache / "tokens" / f"{key}.json"
+    found = read_encoded(path, len(examples))
+    if found is not None:
+        return found
     encoded = encode(pattern, examples, tokenizer, info, max_length, labels, family, demos)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(f".{id(encoded)}.tmp")
-    with open(temporary, "wb") as handle:
-        pickle.dump(encoded, handle)
-    temporary.replace(path)
+    write_encoded(path, encoded)
     return encoded
+
+
+_FIELDS = {"ids": list, "mask_at": list, "soft_at": list, "labels": list, "mask_count": int}
+
+
+def read_encoded(path: Path, n: int) -> Encoded | None:
+    """A cached encoding (plain JSON: reading it runs nothing), or None when it is missing, unreadable,
+    or not an encoding of `n` examples."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # missing, or not JSON / not UTF-8
+        return None
+    if not isinstance(data, dict) or set(data) != set(_FIELDS) or \
+            not all(isinstance(data[name], kind) for name, kind in _FIELDS.items()):
+        return None
+    if any(len(data[name]) != n for name in ("ids", "mask_at", "soft_at", "labels")):
+        return None
+    if not all(_ints(row) for name in ("ids", "soft_at") for row in data[name]) or \
+            not _ints(data["mask_at"]) or not _ints(data["labels"]):
+        return None
+    return Encoded(**data)
+
+
+def _ints(values) -> bool:
+    return isinstance(values, list) and all(type(x) is int for x in values)
+
+
+def write_encoded(path: Path, encoded: Encoded) -> None:
+    """Write an encoding as JSON beside its place, then move it there in one step."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            json.dump({name: getattr(encoded, name) for name in _FIELDS}, out)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from promptlang import plan as p
+from promptlang.compiler import continuation_scored, mask_ends_input
 from promptlang.pipeline import encode
 
 
@@ -70,6 +71,7 @@ def describe_plan(prepared) -> str:
     for name, pattern in plan.patterns.items():
         lines.append(f"pattern {name}: " + " ".join(_piece(x) for x in pattern.pieces))
         lines += [f"  {line}" for line in label_words(pattern, tokenizer)]
+        lines += [f"  {line}" for line in _scoring_note(pattern, plan.family)]
     lines.append("stages:")
     for stage in plan.stages:
         after = f"  (after {_needs(stage.needs)})" if stage.needs else ""
@@ -78,9 +80,42 @@ def describe_plan(prepared) -> str:
     return "\n".join(lines)
 
 
-def render_examples(prepared, split: str, n: int) -> str:
-    """The first `n` examples of a split through every pattern: text, tokens, masks, label words."""
+def _scoring_note(pattern: p.Pattern, family: str) -> list[str]:
+    """Why a causal pattern costs one sequence per label word and example, when it does."""
+    if not continuation_scored(pattern, family):
+        return []
+    words = sum(len(lw.ids) for lw in pattern.labels)
+    if not mask_ends_input(pattern):
+        return [f"scored with the text after the mask: each label word and what follows it is its own sequence, "
+                f"{words} per example (a template that ends with the mask, with one-token words, needs 1)"]
+    return [f"scored token by token: a label word of several tokens is its own sequence, {words} per example "
+            f"(one-token words need 1)"]
+
+
+def render_classifier_inputs(prepared, split: str, n: int) -> str:
+    """The first `n` examples of a split as `finetune`'s classifier reads them (no pattern): text, tokens."""
+    from promptlang.runtime import Session, classifier_inputs
+
     plan, tokenizer = prepared.plan, prepared.tokenizer
+    seed = next(iter(prepared.splits))
+    examples = getattr(prepared.splits[seed], split)[:n]
+    inputs = classifier_inputs(Session(plan, tokenizer, None), examples, plan.spec.method.max_length)
+    out = [f"classifier input (`{plan.spec.method.kind}` has no pattern: a classification head reads the text "
+           f"fields {', '.join(plan.spec.data.text)})"]
+    for i, (example, ids) in enumerate(zip(examples, inputs)):
+        out += [f"  {split} example {i + 1}" + (f" (label {example.label})" if example.label else ""),
+                f"    text:   {tokenizer.decode(ids)!r}",
+                f"    tokens: {' '.join(_shown(t) for t in tokenizer.convert_ids_to_tokens(ids))}",
+                f"    length: {len(ids)} tokens"]
+    return "\n".join(out)
+
+
+def render_examples(prepared, split: str, n: int) -> str:
+    """The first `n` examples of a split through every pattern: text, tokens, masks, label words
+    (for `finetune`, which has no pattern, the classifier's input)."""
+    plan, tokenizer = prepared.plan, prepared.tokenizer
+    if not plan.patterns:
+        return render_classifier_inputs(prepared, split, n)
     seed = next(iter(prepared.splits))
     examples = getattr(prepared.splits[seed], split)[:n]
     max_length = getattr(plan.spec.method, "max_length", 256)

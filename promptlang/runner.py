@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,11 +19,13 @@ from promptlang.api import analyze
 from promptlang.compiler import compile_plan
 from promptlang.data import DataError, read_splits, sample_splits
 from promptlang.diagnostics import Diagnostics, SpecError
-from promptlang.models import cache_dir, family_for, load_model, load_tokenizer
+from promptlang.models import ModelError, cache_dir, family_for, load_model, load_tokenizer, locate
+from promptlang.output import OutputError, check_target, staging_dir, swap, write_marker
 from promptlang.pipeline import TooLong
 from promptlang.predictor import EXTRAS, save_extras
 from promptlang.runtime import METHODS, Outcome, RunError, Session
 from promptlang.store import Store
+from promptlang.support import not_yet
 
 
 class OverrideError(ValueError):
@@ -135,11 +135,46 @@ class Results:
 
 
 def output_dir(spec: m.Spec, spec_path: Path, out: str | None) -> Path:
+    """Where the run writes: `--out`, else the spec's `evaluate { output }`, else `results/NAME`."""
     if out:
         return Path(out)
     if spec.evaluate.output:
         return spec_path.parent / spec.evaluate.output
     return Path("results") / spec_path.stem
+
+
+def read_paths(spec: m.Spec, spec_path: Path, analysis) -> list[Path]:
+    """Every file or folder the run reads: the spec, its imports, its data, its model and tokenizer."""
+    directory = spec_path.parent
+    paths = [spec_path, *(Path(p) for p in analysis.diagnostics.sources if p != "<string>")]
+    paths += [directory / getattr(spec.data, split) for split in ("train", "dev", "test", "unlabeled")
+              if getattr(spec.data, split)]
+    kind, value = spec.model.source
+    if kind in ("path", "gguf"):
+        paths.append(directory / value)
+    if spec.model.tokenizer and (directory / spec.model.tokenizer).exists():
+        paths.append(directory / spec.model.tokenizer)
+    distill = getattr(spec.method, "distill", None)
+    if distill and distill.model and (directory / distill.model).is_dir():
+        paths.append(directory / distill.model)
+    return paths
+
+
+def output_target(spec: m.Spec, spec_path: Path, out: str | None, analysis, force: bool, log,
+                  also: list[Path] = ()) -> Path:
+    """The checked output directory (see `output.check_target`); `also`: more paths the run reads.
+
+    Raises:
+        OutputError: `--out` (or the default `results/NAME`) must not be replaced.
+        SpecError: the spec's `output` must not be replaced (located at it).
+    """
+    given = output_dir(spec, spec_path, out)
+    try:
+        return check_target(given, spec_path, read_paths(spec, spec_path, analysis) + list(also), force, log)
+    except OutputError as error:
+        if out or not spec.evaluate.output:
+            raise
+        raise spec_error(analysis, error.message, ("evaluate", "output"), error.hint) from None
 
 
 @dataclass
@@ -169,10 +204,12 @@ def prepare(spec_path: Path, overrides: list[str] = (), checked: tuple | None = 
         read = read_splits(spec, directory)
         splits = {seed: sample_splits(spec, read, seed) for seed in spec.data.seeds}
     except DataError as error:
-        raise spec_error(analysis, str(error), error.path) from None
+        raise spec_error(analysis, str(error), error.path, error.hint) from None
     try:
         tokenizer = load_tokenizer(spec.model, directory)
         family = family_for(spec.model, directory)
+    except ModelError as error:  # located at the model's setting, with its own hint
+        raise spec_error(analysis, str(error), error.path, error.hint) from None
     except (OSError, ValueError, ImportError) as error:
         raise spec_error(analysis, f"cannot load the model's tokenizer: {_first_line(error)}", ("model",),
                          "check the model source; a hub model needs the network or a filled cache") from None
@@ -183,14 +220,17 @@ def prepare(spec_path: Path, overrides: list[str] = (), checked: tuple | None = 
 
 
 def run(spec_path: Path, out: str | None = None, overrides: list[str] = (), quiet: bool = False,
-        stages: str | Path | None = None) -> Results:
+        stages: str | Path | None = None, force: bool = False) -> Results:
     """Run a spec end to end and write its artifact directory.
 
     PET and iPET keep each finished stage in a store (`stages`, default `$PROMPTLANG_CACHE/stages`),
-    so that running the spec again reuses what is finished and a killed run resumes.
+    so that running the spec again reuses what is finished and a killed run resumes. The output
+    directory is checked before any work: a run replaces only an empty folder or an output
+    directory of the same spec (of another spec with `force`).
 
     Raises:
         SpecError: the spec has errors, or running it found one (located at its spec line).
+        OutputError: the output directory must not be replaced.
     """
     spec, analysis = load_checked(spec_path, list(overrides))
     log_lines: list[str] = []
@@ -200,21 +240,22 @@ def run(spec_path: Path, out: str | None = None, overrides: list[str] = (), quie
         if not quiet:
             print(text, file=sys.stderr, flush=True)
 
-    if getattr(spec.method, "label_word_search", None) or getattr(spec.method, "template_search", None):
-        raise spec_error(analysis, "LM-BFF's automatic search cannot run yet", ("method",),
-                         "remove `label_word_search` and `template_search` to train the templates as written")
-    if not spec.labels:
-        raise spec_error(analysis, "text generation (a `target` made of data fields) cannot run yet", (),
-                         "classification specs run: declare `labels` and map them to words with a verbalizer")
-    if spec.demonstrations and spec.demonstrations.select is m.Selection.similar:
-        raise spec_error(analysis, "`select similar` cannot run yet", ("demonstrations", "select"),
-                         "use `select random`")
+    for item in not_yet(spec):  # the features `check` warns about: refused before any work
+        diagnostics = Diagnostics(sources={analysis.source.path: analysis.source})
+        diagnostics.error(item.message, analysis.locations.key(item.path), item.hint)
+        raise SpecError(diagnostics)
+    store_root = Path(stages) if stages else cache_dir() / "stages"
     started = time.time()
+    target = output_target(spec, spec_path, out, analysis, force, log, [store_root, cache_dir()])
     log(f"promptlang run {spec_path}: {spec.method.kind}")
     prepared = prepare(spec_path, overrides, checked=(spec, analysis))
     plan, tokenizer, splits = prepared.plan, prepared.tokenizer, prepared.splits
+    for name, count in next(iter(splits.values())).skipped.items():
+        log(f"  bad_rows skip: skipped {count} line(s) of {name} that do not parse")
     try:
         model, family = load_model(spec.model, spec_path.parent, plan.family)
+    except ModelError as error:
+        raise spec_error(prepared.analysis, str(error), error.path, error.hint) from None
     except (OSError, ValueError, ImportError) as error:
         raise spec_error(prepared.analysis, f"cannot load the model: {_first_line(error)}", ("model",)) from None
     total = plan.total()
@@ -222,31 +263,32 @@ def run(spec_path: Path, out: str | None = None, overrides: list[str] = (), quie
         f"parameters; {len(plan.stages)} stages, {total.optimizer_steps} optimizer steps, "
         f"{total.forward_passes} forward passes")
     session = Session(plan, tokenizer, model, cache_dir(), log)
-    target = output_dir(spec, spec_path, out)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.partial-"))
+    staging = staging_dir(target)
     try:
         if spec.method.kind in ("pet", "ipet"):
-            store = Store(Path(stages) if stages else cache_dir() / "stages")
+            store = Store(store_root)
             results, outcomes = _run_pet(session, splits, prepared.analysis, staging, store, spec_path.parent, log)
         else:
-            results, outcomes = _run_stages(session, splits, analysis, staging, log)
+            source = model_source(spec, spec_path.parent)
+            results, outcomes = _run_stages(session, splits, analysis, staging, source, log)
         log(f"done in {time.time() - started:.0f} s")
+        write_marker(staging, spec_path)
         write_artifact(staging, target, plan, tokenizer, results, outcomes, splits, log_lines)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return results
 
 
-def _run_stages(session: Session, splits, analysis, staging: Path, log) -> tuple["Results", list]:
-    """Every evaluate stage (its training happens inside it); the model with the best dev score is kept."""
+def _run_stages(session: Session, splits, analysis, staging: Path, source: dict, log) -> tuple["Results", list]:
+    """Every evaluate stage (its training happens inside it); the model with the best dev score is kept
+    (`source`: where the model came from, recorded when its weights are not saved)."""
     spec, plan = session.spec, session.plan
     method = METHODS[spec.method.kind]
     results, outcomes, best = Results(), [], -float("inf")
     for stage in plan.stages:
         if stage.kind != "evaluate":
             continue
-        log(f"  {stage.id} ...")
+        log(f"  {' + '.join([*stage.needs, stage.id])} ...")  # the plan's names for what happens now
         session.reset(stage.seed if stage.seed is not None else stage.data_seed)
         began = time.time()
         try:
@@ -265,7 +307,7 @@ def _run_stages(session: Session, splits, analysis, staging: Path, log) -> tuple
         log(f"  {stage.id}: " + "  ".join(f"{k} {v:.4f}" for k, v in scores.items()))
         if (outcome.dev is None and best == -float("inf")) or (outcome.dev is not None and outcome.dev > best):
             best = outcome.dev if outcome.dev is not None else best
-            keep_model(staging, session, stage, outcome)
+            keep_model(staging, session, stage, outcome, source)
     return results, outcomes
 
 
@@ -353,16 +395,41 @@ def _classifier_session(session: Session, name: str, directory: Path, analysis) 
     return load
 
 
-def keep_model(staging: Path, session: Session, stage, outcome) -> None:
-    """Save the model as it is after `stage` (weights, tokenizer, head or soft prompt, calibration)."""
+UNTRAINED = ("zero_shot", "in_context")  # methods that leave the model's weights as they were
+
+
+def model_source(spec: m.Spec, directory: Path) -> dict:
+    """Where the spec's model and tokenizer came from, for predicting with weights that were not saved.
+
+    `model` and `tokenizer` are what `from_pretrained` loads (a folder or a hub id); `spec` and
+    `directory` say how the spec named them.
+    """
+    folder = directory.resolve()
+    model = locate(spec.model, directory).name
+    tokenizer = model
+    if spec.model.tokenizer:
+        local = directory / spec.model.tokenizer
+        tokenizer = str(local.resolve()) if local.exists() else spec.model.tokenizer
+    model = str(Path(model).resolve()) if Path(model).is_dir() else model
+    return {"spec": spec.model.model_dump(mode="json", exclude_none=True), "directory": str(folder),
+            "model": model, "tokenizer": tokenizer}
+
+
+def keep_model(staging: Path, session: Session, stage, outcome, source: dict) -> None:
+    """Save what predicting as after `stage` needs: head or soft prompt, calibration, demonstrations, and
+    the weights and tokenizer when training changed them (else where the model came from)."""
     shutil.rmtree(staging / "model", ignore_errors=True)
     (staging / EXTRAS).unlink(missing_ok=True)
     extras = save_extras(staging, outcome)
-    info = {"method": session.spec.method.kind, "family": session.family, "pattern": stage.pattern,
+    kind = session.spec.method.kind
+    info = {"method": kind, "family": session.family, "pattern": stage.pattern,
             "stage": stage.id, "dev": outcome.dev, "labels": session.spec.labels, "extras": extras}
+    if kind in UNTRAINED:
+        info["source"] = source
     (staging / "predictor.json").write_text(json.dumps(info), encoding="utf-8")
-    session.tokenizer.save_pretrained(staging / "model")
-    session.model.save_pretrained(staging / "model", safe_serialization=True)
+    if kind not in UNTRAINED:
+        session.tokenizer.save_pretrained(staging / "model")
+        session.model.save_pretrained(staging / "model", safe_serialization=True)
 
 
 def write_artifact(staging: Path, target: Path, plan, tokenizer, results: "Results", outcomes, splits,
@@ -372,17 +439,13 @@ def write_artifact(staging: Path, target: Path, plan, tokenizer, results: "Resul
     (staging / "plan.json").write_text(plan.model_dump_json(indent=2), encoding="utf-8")
     (staging / "verbalizer.json").write_text(json.dumps(_verbalizers(plan, tokenizer), indent=2,
                                                         ensure_ascii=False), encoding="utf-8")
+    skipped = next(iter(splits.values())).skipped if splits else {}  # `bad_rows skip`: lines skipped per file
     (staging / "metrics.json").write_text(json.dumps(
-        {"runs": [r.__dict__ for r in results.rows], "summary": results.summary()}, indent=2), encoding="utf-8")
+        {"runs": [r.__dict__ for r in results.rows], "summary": results.summary(),
+         **({"skipped_rows": skipped} if skipped else {})}, indent=2), encoding="utf-8")
     _write_predictions(staging / "predictions.tsv", plan, outcomes, splits)
     (staging / "log.txt").write_text("\n".join(log_lines) + "\n", encoding="utf-8")
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        os.replace(target, old)
-        os.replace(staging, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(staging, target)
+    swap(staging, target)
 
 
 def _verbalizers(plan, tokenizer) -> dict:

@@ -25,7 +25,8 @@ from promptlang import spec as m
 from promptlang.compiler import compile_pattern
 from promptlang.data import Example, Splits
 from promptlang.ensemble import softmax
-from promptlang.pipeline import Encoded, encode_cached
+from promptlang.pipeline import Encoded, encode_cached, shortened, text_ids
+from promptlang.tokens import ids_of, special_tokens
 from promptlang.training import History, fit
 
 
@@ -307,17 +308,44 @@ class Classifier(torch.nn.Module):
 
 
 def classifier_inputs(session: Session, examples: list[Example], max_length: int) -> list[list[int]]:
-    """The examples' text fields as one (or a pair of) segment(s) with the tokenizer's special tokens."""
-    columns = session.spec.data.text
-    first = [e.fields.get(columns[0], "") for e in examples]
-    second = [" ".join(e.fields.get(c, "") for c in columns[1:]) for e in examples] if len(columns) > 1 else None
-    return session.tokenizer(first, second, truncation=True, max_length=max_length)["input_ids"]
+    """The examples' text fields as one (or a pair of) segment(s) with the tokenizer's special tokens.
+
+    The text never becomes a special token (`pipeline.text_ids`); an input over `max_length`
+    loses tokens from the end of its longer segment (PET's rule).
+    """
+    tokenizer, columns = session.tokenizer, session.spec.data.text
+    first = text_ids(tokenizer, [e.fields.get(columns[0], "") for e in examples])
+    if len(columns) == 1:
+        prefix, suffix = special_tokens(tokenizer)
+        return [prefix + row[: max(0, max_length - len(prefix) - len(suffix))] + suffix for row in first]
+    second = text_ids(tokenizer, [" ".join(e.fields.get(c, "") for c in columns[1:]) for e in examples])
+    before, between, after = pair_parts(tokenizer)
+    out = []
+    for a, b in zip(first, second):
+        excess = len(before) + len(a) + len(between) + len(b) + len(after) - max_length
+        keep_a, keep_b = shortened([len(a), len(b)], min(excess, len(a) + len(b))) if excess > 0 else (len(a), len(b))
+        out.append(before + a[:keep_a] + between + b[:keep_b] + after)
+    return out
+
+
+def pair_parts(tokenizer) -> tuple[list[int], list[int], list[int]]:
+    """The special ids the tokenizer puts before, between and after the two segments of a pair."""
+    plain = ids_of(tokenizer, "a")
+    full = tokenizer("a", "a")["input_ids"]
+    starts = [i for i in range(len(full) - len(plain) + 1) if full[i : i + len(plain)] == plain]
+    if len(starts) < 2:
+        prefix, suffix = special_tokens(tokenizer)
+        return prefix, [], suffix
+    first, second = starts[0], starts[-1]
+    return full[:first], full[first + len(plain) : second], full[second + len(plain):]
 
 
 def train_classifier(session: Session, examples: list[Example], loss: Callable[[torch.Tensor, list[int]], torch.Tensor],
-                     settings: m.Training, dev: list[Example], seed: int) -> tuple[Classifier, History]:
+                     settings: m.Training, dev: list[Example], seed: int,
+                     where: tuple = ("method",)) -> tuple[Classifier, History]:
     """A new classification head on the session's model, trained on `examples` with `loss(logits, rows)`;
-    the state with the best dev accuracy is kept when there are dev examples."""
+    the state with the best dev accuracy is kept when there are dev examples (`where`: the spec path
+    of `settings`)."""
     classifier = Classifier(session.model, session.family, len(session.spec.labels))
     inputs = classifier_inputs(session, examples, settings.max_length)
     dev = [e for e in dev if e.label in session.spec.labels]
@@ -329,7 +357,7 @@ def train_classifier(session: Session, examples: list[Example], loss: Callable[[
 
     evaluate = (lambda: accuracy(softmax(classifier_logits(session, classifier, dev, settings)), dev_labels)) \
         if dev else None
-    history = fit(classifier, loss_of, len(inputs), settings, seed, evaluate, _progress(session))
+    history = fit(classifier, loss_of, len(inputs), settings, seed, evaluate, _progress(session), where)
     return classifier, history
 
 

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import bisect
+import re
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
+
+# A spec's first line that is neither blank nor a comment starts with the word `promptlang`.
+_SPEC_HEADER = re.compile(r"(?:[ \t\f]*(?:#[^\n]*)?\r?\n)*[ \t\f]*promptlang(?![\w-])")
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,12 @@ class Source:
     @property
     def directory(self) -> Path:
         return Path(self.path).parent if self.path != "<string>" else Path.cwd()
+
+    @cached_property
+    def is_spec(self) -> bool:
+        """Whether this is a promptlang file: its first line that is not blank or a comment is a
+        `promptlang` header. Only such files have their lines shown in diagnostics."""
+        return _SPEC_HEADER.match(self.text) is not None
 
     def position(self, offset: int) -> tuple[int, int]:
         """1-based (line, col) of a character offset."""

@@ -13,7 +13,14 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True, allow_inf_nan=False)
+
+
+# Upper bounds: a value past them is a typo, and would crash or silently ruin a run.
+MAX_SEED = 2**32 - 1  # numpy and torch take seeds in 0 .. 2³²−1
+MAX_EXAMPLES = 100_000_000
+MAX_BATCH = 65_536
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
 
 
 # ---------------------------------------------------------------- choices
@@ -23,6 +30,13 @@ class DataFormat(str, Enum):
     tsv = "tsv"
     csv = "csv"
     jsonl = "jsonl"
+
+
+class BadRows(str, Enum):
+    """What to do with a data line that does not parse as a row."""
+
+    error = "error"
+    skip = "skip"
 
 
 class ModelFamily(str, Enum):
@@ -110,11 +124,15 @@ class Data(_Model):
     label: str = Field("label", description="the column holding the label")
     label_values: dict[str, list[str]] = Field(
         default_factory=dict, description="raw values of the label column for each label name")
-    shots: Optional[int] = Field(None, ge=1, description="K: training examples sampled per label")
-    dev_shots: Optional[int] = Field(None, ge=1, description="dev examples sampled per label from the rest of train")
-    unlabeled_size: Optional[int] = Field(None, ge=1, description="how many unlabelled examples to use")
-    test_size: Optional[int] = Field(None, ge=1, description="evaluate on this many test examples (a seeded sample)")
-    seeds: list[int] = Field([13], min_length=1, description="sampling seeds; one few-shot split per seed")
+    shots: Optional[int] = Field(None, ge=1, le=MAX_EXAMPLES, description="K: training examples sampled per label")
+    dev_shots: Optional[int] = Field(None, ge=1, le=MAX_EXAMPLES,
+                                     description="dev examples sampled per label from the rest of train")
+    unlabeled_size: Optional[int] = Field(None, ge=1, le=MAX_EXAMPLES, description="how many unlabelled examples to use")
+    test_size: Optional[int] = Field(None, ge=1, le=MAX_EXAMPLES,
+                                     description="evaluate on this many test examples (a seeded sample)")
+    seeds: list[Seed] = Field([13], min_length=1, description="sampling seeds; one few-shot split per seed")
+    bad_rows: BadRows = Field(BadRows.error, description="a data line that does not parse: `error`, or "
+                                                         "`skip` it (counted in metrics.json)")
 
 
 class Model(_Model):
@@ -222,8 +240,8 @@ class Demonstrations(_Model):
 
 
 class Loss(_Model):
-    ce: float = Field(1.0, ge=0, description="weight of the cross-entropy over label scores")
-    mlm: float = Field(0.0, ge=0, description="weight of PET's auxiliary masked-LM loss")
+    ce: float = Field(1.0, ge=0, le=1000, description="weight of the cross-entropy over label scores")
+    mlm: float = Field(0.0, ge=0, le=1000, description="weight of PET's auxiliary masked-LM loss")
 
 
 class Training(_Model):
@@ -231,48 +249,49 @@ class Training(_Model):
 
     optimizer: Optimizer = Field(Optimizer.adamw, description="the optimizer")
     learning_rate: float = Field(1e-5, gt=0, le=1, description="peak learning rate")
-    weight_decay: float = Field(0.0, ge=0, description="decoupled weight decay")
+    weight_decay: float = Field(0.0, ge=0, le=10, description="decoupled weight decay")
     schedule: Schedule = Field(Schedule.linear, description="learning-rate schedule after warm-up")
     warmup: float = Field(0.0, ge=0, lt=1, description="fraction of steps spent warming up")
-    epochs: Optional[int] = Field(None, ge=1, description="passes over the training set")
-    steps: Optional[int] = Field(None, ge=1, description="optimizer steps (instead of epochs)")
-    batch_size: int = Field(8, ge=1, description="examples per optimizer step, before accumulation")
-    grad_accum: int = Field(1, ge=1, description="batches accumulated per optimizer step")
-    max_grad_norm: Optional[float] = Field(1.0, gt=0, description="gradient clipping norm")
+    epochs: Optional[int] = Field(None, ge=1, le=10_000, description="passes over the training set")
+    steps: Optional[int] = Field(None, ge=1, le=100_000_000, description="optimizer steps (instead of epochs)")
+    batch_size: int = Field(8, ge=1, le=MAX_BATCH, description="examples per optimizer step, before accumulation")
+    grad_accum: int = Field(1, ge=1, le=MAX_BATCH, description="batches accumulated per optimizer step")
+    max_grad_norm: Optional[float] = Field(1.0, gt=0, le=1e6, description="gradient clipping norm")
     max_length: int = Field(256, ge=8, le=32768, description="tokens per input")
-    eval_batch_size: int = Field(32, ge=1, description="examples per evaluation batch")
-    seeds: list[int] = Field([42], min_length=1, description="training seeds (PET repetitions)")
+    eval_batch_size: int = Field(32, ge=1, le=MAX_BATCH, description="examples per evaluation batch")
+    seeds: list[Seed] = Field([42], min_length=1, description="training seeds (PET repetitions)")
 
 
 class Distill(Training):
     """The final classifier trained on the ensemble's soft labels."""
 
-    temperature: float = Field(2.0, gt=0, description="softmax temperature for the soft labels (KL · T²)")
+    temperature: float = Field(2.0, gt=0, le=100, description="softmax temperature for the soft labels (KL · T²)")
     model: Optional[str] = Field(None, description="another model for the classifier (default: the spec's)")
 
 
 class IpetSettings(_Model):
     generations: int = Field(3, ge=1, le=20, description="iPET generations")
-    scale_factor: float = Field(5.0, gt=1, description="training set growth per generation")
+    scale_factor: float = Field(5.0, gt=1, le=100, description="training set growth per generation")
     logits_percentage: float = Field(0.25, gt=0, le=1, description="share of other models whose ensemble labels")
-    n_most_likely: Optional[int] = Field(None, ge=1, description="keep only the most confident examples per label")
+    n_most_likely: Optional[int] = Field(None, ge=1, le=MAX_EXAMPLES,
+                                         description="keep only the most confident examples per label")
 
 
 class LabelWordSearch(_Model):
     """LM-BFF automatic label-word search."""
 
-    top_k: int = Field(100, ge=1, description="candidate words per label from the zero-shot model")
-    candidates: int = Field(100, ge=1, description="label-word mappings kept after pruning")
-    keep: int = Field(1, ge=1, description="best mappings by dev accuracy to train with")
+    top_k: int = Field(100, ge=1, le=100_000, description="candidate words per label from the zero-shot model")
+    candidates: int = Field(100, ge=1, le=100_000, description="label-word mappings kept after pruning")
+    keep: int = Field(1, ge=1, le=1000, description="best mappings by dev accuracy to train with")
 
 
 class TemplateSearch(_Model):
     """LM-BFF automatic template generation with T5."""
 
     generator: str = Field("t5-3b", description="the T5 model that fills spans around the label words")
-    beam: int = Field(100, ge=1, description="beam width")
-    candidates: int = Field(20, ge=1, description="generated templates kept for dev evaluation")
-    keep: int = Field(1, ge=1, description="best templates by dev accuracy to train with")
+    beam: int = Field(100, ge=1, le=1000, description="beam width")
+    candidates: int = Field(20, ge=1, le=10_000, description="generated templates kept for dev evaluation")
+    keep: int = Field(1, ge=1, le=1000, description="best templates by dev accuracy to train with")
 
 
 class _Method(_Model):
@@ -282,7 +301,7 @@ class _Method(_Model):
 class ZeroShot(_Method):
     kind: Literal["zero_shot"] = "zero_shot"
     calibrate: StrictBool = Field(False, description="divide out the content-free prediction (Calibrate before use)")
-    eval_batch_size: int = Field(32, ge=1)
+    eval_batch_size: int = Field(32, ge=1, le=MAX_BATCH)
     max_length: int = Field(256, ge=8, le=32768)
     decoding: Decoding = Field(Decoding.greedy, description="multi-token mask filling")
 

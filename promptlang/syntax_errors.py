@@ -76,8 +76,16 @@ def _token_range(token, text: str) -> tuple[int, int]:
 
 
 def _previous_word(text: str, position: int) -> str | None:
-    match = re.search(r"([^\s{}]+)\s*$", text[:position])
+    match = re.search(r"([^\s{}]+)\s*$", _before(text, position))
     return match.group(1) if match else None
+
+
+_LOOK_BACK = 200  # characters before an error that its message may quote or look at
+
+
+def _before(text: str, position: int) -> str:
+    """The last `_LOOK_BACK` characters before `position`: every search back from an error is bounded."""
+    return text[max(position - _LOOK_BACK, 0):position]
 
 
 def _first_statement_offset(text: str) -> int:
@@ -132,11 +140,31 @@ def _describe_char(char: str) -> str:
     return f"character `{char}`" if char.isprintable() else f"character U+{ord(char):04X}"
 
 
+MAX_DEPTH = 32  # blocks inside blocks; real specs use three levels at most
+_BRACES = re.compile(r'"""(?:[^"\\]|\\.|"(?!""))*"""|"(?:[^"\\\n]|\\.)*"|#[^\n]*|[{}]', re.S)
+
+
+def too_deep(text: str) -> int | None:
+    """Offset of the first `{` nested more than `MAX_DEPTH` deep (strings and comments skipped), or None.
+
+    Checked before parsing: the syntax tree is built and walked recursively.
+    """
+    depth = 0
+    for match in _BRACES.finditer(text):
+        brace = match.group(0)
+        if brace == "{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return match.start()
+        elif brace == "}":
+            depth = max(depth - 1, 0)
+    return None
+
+
 def _open_brace(text: str) -> int | None:
     """Offset of the innermost `{` left open at the end of `text` (strings and comments skipped)."""
     stack: list[int] = []
-    pattern = r'"""(?:[^"\\]|\\.|"(?!""))*"""|"(?:[^"\\\n]|\\.)*"|#[^\n]*|[{}]'
-    for match in re.finditer(pattern, text, re.S):
+    for match in _BRACES.finditer(text):
         if match.group(0) == "{":
             stack.append(match.start())
         elif match.group(0) == "}" and stack:
@@ -237,8 +265,9 @@ def _spec_token(error: UnexpectedToken, text: str):
 
 def _previous_end(text: str, position: int) -> int:
     """Where the last word before `position` ends."""
-    match = re.search(r"\S\s*$", text[:position])
-    return match.start() + 1 if match else 0
+    start = max(position - _LOOK_BACK, 0)
+    match = re.search(r"\S\s*$", text[start:position])
+    return start + match.start() + 1 if match else start
 
 
 def _line_start_word(text: str, position: int) -> str | None:
@@ -255,7 +284,7 @@ def _template_token(error: UnexpectedToken, text: str):
         brace = text.rfind("{{")
         return "this field is never closed", "close it with `}}`", (brace, brace + 2)
     if token.type == "_CLOSE_FIELD" and "NAME" in expected:
-        if text[:where[0]].rstrip().endswith("|"):
+        if _before(text, where[0]).rstrip().endswith("|"):
             return "missing a filter name after `|`", "write a filter, like `| lower_first`, or remove the `|`", where
         return "empty field", "write a column name, like `{{ sentence }}`", where
     if token.type in ("NAME", "CHAR") and expected >= {"VBAR", "_CLOSE_FIELD"}:

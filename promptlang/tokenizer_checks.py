@@ -69,6 +69,9 @@ def _check_template(ctx: Context, name: str, template: m.Template, tokenizer) ->
                 f"{' '.join(pieces)}" + ("" if bare == ids else
                                          f" (alone: {' '.join(tokenizer.convert_ids_to_tokens(bare))})"),
                 span)
+            if not ids:
+                ctx.error(f"\"{word}\" is no token at all in template `{name}`: the tokenizer drops all of it",
+                          span, "write a word with visible letters (not only spaces, zero-width or control characters)")
             if tokenizer.unk_token_id is not None and tokenizer.unk_token_id in ids:
                 ctx.error(f"\"{word}\" contains a token the tokenizer does not know ({tokenizer.unk_token})", span,
                           "choose a word in the model's vocabulary")

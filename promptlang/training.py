@@ -58,7 +58,7 @@ def schedule_for(settings: m.Training, optimizer, steps: int) -> torch.optim.lr_
 
 def fit(module: torch.nn.Module, loss_of: Callable[[list[int]], torch.Tensor], n_examples: int,
         settings: m.Training, seed: int, evaluate: Callable[[], float] | None = None,
-        progress: Callable[[int, int, float], None] | None = None) -> History:
+        progress: Callable[[int, int, float], None] | None = None, where: tuple = ("method",)) -> History:
     """Train `module` on examples 0..n-1, keeping the state with the best dev score.
 
     Args:
@@ -69,9 +69,11 @@ def fit(module: torch.nn.Module, loss_of: Callable[[list[int]], torch.Tensor], n
         seed: shuffles the batches.
         evaluate: the dev score after each epoch (higher is better); None: keep the last state.
         progress: called after each optimizer step with (step, total, loss).
+        where: the spec path of `settings` (for locating an error).
 
     Raises:
         ValueError: there are no training examples (no batch would ever make a step).
+        runtime.RunError: the loss became infinite or NaN (located at the learning rate).
     """
     if n_examples < 1:
         raise ValueError("no training examples")
@@ -96,6 +98,8 @@ def fit(module: torch.nn.Module, loss_of: Callable[[list[int]], torch.Tensor], n
                 loss = loss_of(batch) * len(batch) / sum(len(b) for b in group)
                 loss.backward()
                 total += float(loss.detach())
+            if not math.isfinite(total):
+                raise diverged(total, step + 1, steps, settings, where)
             if settings.max_grad_norm:
                 torch.nn.utils.clip_grad_norm_(module.parameters(), settings.max_grad_norm)
             optimizer.step()
@@ -120,3 +124,13 @@ def fit(module: torch.nn.Module, loss_of: Callable[[list[int]], torch.Tensor], n
     if best_state is not None:
         module.load_state_dict(best_state)
     return history
+
+
+def diverged(loss: float, step: int, steps: int, settings: m.Training, where: tuple) -> Exception:
+    """The error for a loss that is no longer a number: most often a learning rate too high for the model."""
+    from promptlang.runtime import RunError  # (runtime imports this module)
+
+    clip = "" if settings.max_grad_norm else ", or clip gradients with `max_grad_norm 1.0`"
+    return RunError(f"training diverged: the loss became {loss} at optimizer step {step} of {steps}",
+                    (*where, "learning_rate"),
+                    f"lower `learning_rate` (it is {settings.learning_rate:g}){clip}")

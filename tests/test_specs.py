@@ -8,6 +8,8 @@ from promptlang import analyze
 from promptlang.cli import main
 from promptlang.fmt import format_source
 from promptlang.source import Source
+from promptlang.spec import Spec
+from promptlang.support import not_yet
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted((ROOT / "specs").rglob("*.prompt"))
@@ -20,9 +22,17 @@ def test_there_are_specs():
 
 @pytest.mark.parametrize("path", SPECS, ids=lambda p: str(p.relative_to(ROOT / "specs")))
 def test_spec_checks_clean(path):
+    """No errors; the only warnings are the features `run` cannot run yet (support.not_yet)."""
     analysis = analyze(path)
     assert analysis.ok, analysis.diagnostics
-    assert not analysis.diagnostics.warnings, analysis.diagnostics
+    expected = [item.message for item in not_yet(analysis.spec)] if isinstance(analysis.spec, Spec) else []
+    assert sorted(d.message for d in analysis.diagnostics.warnings) == sorted(expected), analysis.diagnostics
+
+
+def test_shipped_specs_that_cannot_run_yet():
+    waiting = {str(p.relative_to(ROOT / "specs")) for p in SPECS
+               if isinstance(analyze(p).spec, Spec) and not_yet(analyze(p).spec)}
+    assert waiting == {"sst2-lmbff.prompt", "trec-t5-qa.prompt"}
 
 
 @pytest.mark.parametrize("path", SPECS, ids=lambda p: str(p.relative_to(ROOT / "specs")))
@@ -38,4 +48,4 @@ def test_every_method_has_a_spec():
 
 def test_check_specs_directory_exits_0(capsys):
     assert main(["check", str(ROOT / "specs")]) == 0
-    assert capsys.readouterr().out.strip().endswith("no problems")
+    assert capsys.readouterr().out.strip().endswith("checked 16 files: 4 warnings")

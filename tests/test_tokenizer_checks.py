@@ -453,7 +453,7 @@ def _reason(target: str) -> str:
     return str(raised.value).strip().splitlines()[0].strip()
 
 
-NO_MODEL = "the package `promptlang` has neither `get_model_path()` nor `assemble()`"
+NO_MODEL = "the model package `promptlang` ships no model files and has neither `get_model_path()` nor `assemble()`"
 
 
 @pytest.mark.parametrize("model, loads", [
