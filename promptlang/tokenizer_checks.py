@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from promptlang import spec as m
 from promptlang.builder import Built
-from promptlang.checks import Context
+from promptlang.check_context import Context
 from promptlang.diagnostics import Diagnostics
 from promptlang.models import load_tokenizer
 from promptlang.tokens import word_tokens
