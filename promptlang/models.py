@@ -327,6 +327,15 @@ def _staged(target: Path, write) -> Path:
     return target
 
 
+def will_convert(model: m.Model, directory: Path) -> bool:
+    """Whether loading the spec's model first converts a GGUF file (minutes, once): worth saying before."""
+    where = find(model, directory)
+    if not where.gguf_file:
+        return False
+    key = f"{where.gguf_path.stem}-{_file_key(where.gguf_path, where.known_hash)}"
+    return not (cache_dir() / "gguf" / key / "config.json").is_file()
+
+
 def convert_gguf(path: Path, known_hash: str | None = None) -> Path:
     """A safetensors copy of a GGUF model (and its tokenizer), made once and cached.
 

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from promptlang.store import _alive
+from promptlang.store import alive
 
 MARKER = ".promptlang-output"
 
@@ -175,7 +175,7 @@ def _leftovers(target: Path) -> list[tuple[Path, str, int | None]]:
 
 def recover(target: Path, log) -> None:
     """Put back results a killed swap left in `.NAME.old-PID`; remove what dead runs left beside `target`."""
-    dead = [(path, kind) for path, kind, pid in _leftovers(target) if pid is None or not _alive(pid)]
+    dead = [(path, kind) for path, kind, pid in _leftovers(target) if pid is None or not alive(pid)]
     olds = sorted((p for p, kind in dead if kind == "old"), key=lambda p: p.stat().st_mtime)
     if olds and not target.exists():
         os.replace(olds[-1], target)

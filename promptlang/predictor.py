@@ -48,6 +48,8 @@ class Source(_Info):
 
     model: str
     tokenizer: str
+    spec: Optional[dict] = None  # the spec's `model` block, and the spec's folder its paths are relative to
+    directory: Optional[str] = None
 
 
 class Info(_Info):
@@ -127,11 +129,28 @@ def model_places(directory: Path, info: Info) -> tuple[str, str, bool]:
         if not (directory / "model").is_dir():
             raise ArtifactError(f"{directory}: the model folder {directory / 'model'} is missing")
         return str(directory / "model"), str(directory / "model"), True
-    for where in {info.source.model, info.source.tokenizer}:
-        if Path(where).is_absolute() and not Path(where).is_dir():
-            raise ArtifactError(f"{directory}: the model it was run with is not at {_shown(where)} any more "
+    source = info.source
+    gone = [where for where in (source.model, source.tokenizer) if Path(where).is_absolute() and not Path(where).is_dir()]
+    if gone:
+        located = _locate_again(source)  # a converted GGUF model or a joined package: the cache was emptied
+        if located is None:
+            raise ArtifactError(f"{directory}: the model it was run with is not at {_shown(gone[0])} any more "
                                 "(run the spec again)")
-    return info.source.model, info.source.tokenizer, False
+        return located, (located if source.tokenizer == source.model else source.tokenizer), False
+    return source.model, source.tokenizer, False
+
+
+def _locate_again(source: Source) -> str | None:
+    """Where the spec's `gguf` or `package` model is now (made again in the cache), or None."""
+    from promptlang import spec as m
+    from promptlang.models import ModelError, locate
+
+    if not source.spec or not source.directory or not ({"gguf", "package"} & set(source.spec)):
+        return None
+    try:
+        return locate(m.Model.model_validate(source.spec), Path(source.directory)).name
+    except (ModelError, OSError, ValueError):
+        return None
 
 
 def load_weights(directory: Path, info: Info):

@@ -19,7 +19,7 @@ from promptlang.api import analyze
 from promptlang.compiler import compile_plan
 from promptlang.data import DataError, read_splits, sample_splits
 from promptlang.diagnostics import Diagnostics, SpecError
-from promptlang.models import ModelError, cache_dir, family_for, load_model, load_tokenizer, locate
+from promptlang.models import ModelError, cache_dir, family_for, load_model, load_tokenizer, locate, will_convert
 from promptlang.output import OutputError, check_target, staging_dir, swap, write_marker
 from promptlang.pipeline import TooLong
 from promptlang.predictor import EXTRAS, save_extras
@@ -253,6 +253,9 @@ def run(spec_path: Path, out: str | None = None, overrides: list[str] = (), quie
     for name, count in next(iter(splits.values())).skipped.items():
         log(f"  bad_rows skip: skipped {count} line(s) of {name} that do not parse")
     try:
+        if will_convert(spec.model, spec_path.parent):
+            log(f"  converting the GGUF model into {cache_dir() / 'gguf'} (once; a few minutes for a few hundred "
+                "million parameters)")
         model, family = load_model(spec.model, spec_path.parent, plan.family)
     except ModelError as error:
         raise spec_error(prepared.analysis, str(error), error.path, error.hint) from None

@@ -26,7 +26,8 @@ def key_of(inputs: dict) -> str:
     return cache_key(inputs)
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether a process with this id is running (a leftover of a dead one may be removed)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -68,7 +69,7 @@ class Store:
             raise StoreError(f"cannot write the stage store {self.root}: {error.strerror or error}") from None
         for stale in final.parent.glob("*.partial-*"):  # left by a run that was killed (with any inputs)
             pid = stale.name.rsplit("-", 1)[-1]
-            if not pid.isdigit() or not _alive(int(pid)):
+            if not pid.isdigit() or not alive(int(pid)):
                 shutil.rmtree(stale, ignore_errors=True)
         partial = final.with_name(f"{key}.partial-{os.getpid()}")
         shutil.rmtree(partial, ignore_errors=True)

@@ -526,3 +526,24 @@ def test_the_untouched_artifacts_predict(artifacts, tmp_path, capsys):
     for out in artifacts.values():
         assert main(["predict", str(out), "--input", str(tmp_path / "data.tsv")]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 2 * (1 + len(tinymodels.SENTENCES))
+
+
+@pytest.mark.parametrize("spec, found", [({"gguf": "tiny.gguf"}, True), ({"package": "some-model"}, True),
+                                         ({"hub": "org/model"}, False), (None, False)])
+def test_a_converted_model_gone_from_the_cache_is_located_again(tmp_path, monkeypatch, spec, found):
+    """A zero-shot directory of a GGUF or package model points into the cache; emptied, it is made again."""
+    from promptlang import models
+    from promptlang.predictor import ArtifactError, Info, model_places
+
+    again = tmp_path / "converted-again"
+    again.mkdir()
+    monkeypatch.setattr(models, "locate", lambda model, directory: models.Location(str(again)))
+    gone = str(tmp_path / "cache" / "gguf" / "tiny-0123")
+    info = Info.model_validate({"method": "zero_shot", "pattern": "t", "family": "causal", "labels": ["a", "b"],
+                                "extras": {}, "source": {"model": gone, "tokenizer": gone, "spec": spec,
+                                                         "directory": str(tmp_path)}})
+    if found:
+        assert model_places(tmp_path, info) == (str(again), str(again), False)
+    else:
+        with pytest.raises(ArtifactError, match="the model it was run with is not at .* any more"):
+            model_places(tmp_path, info)

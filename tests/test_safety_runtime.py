@@ -472,3 +472,17 @@ def test_a_broken_gguf_header_is_a_model_error(tmp_path, data, message):
     (tmp_path / "x.gguf").write_bytes(data)
     with pytest.raises(models.ModelError, match=f"^{message}$"):
         models.gguf_family(tmp_path / "x.gguf")
+
+
+@pytest.mark.parametrize("converted", [False, True])
+def test_a_run_says_before_it_converts_a_gguf_model(tmp_path, monkeypatch, converted):
+    """The first load of a GGUF model converts it (minutes): `run` says so first, and only then."""
+    monkeypatch.setenv("PROMPTLANG_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(models, "find", lambda model, directory: models.Location(str(tmp_path), "tiny.gguf",
+                                                                                 "0123456789abcdef0123"))
+    if converted:
+        (tmp_path / "cache" / "gguf" / "tiny-0123456789abcdef").mkdir(parents=True)
+        (tmp_path / "cache" / "gguf" / "tiny-0123456789abcdef" / "config.json").write_text("{}")
+    assert models.will_convert(m.Model(gguf="tiny.gguf"), tmp_path) is not converted
+    monkeypatch.setattr(models, "find", lambda model, directory: models.Location("org/model"))
+    assert models.will_convert(m.Model(hub="org/model"), tmp_path) is False
