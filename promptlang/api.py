@@ -9,6 +9,7 @@ from promptlang import syntax
 from promptlang.builder import Locations, build
 from promptlang.checks import check
 from promptlang.diagnostics import Diagnostics, SpecError
+from promptlang.overrides import read_overrides
 from promptlang.parser import parse
 from promptlang.source import Source, read_source
 from promptlang.spec import Library, Spec
@@ -29,17 +30,23 @@ class Analysis:
         return self.spec is not None and not self.diagnostics.errors
 
 
-def analyze(source: Source | str | Path, *, tokenizer: bool = False) -> Analysis:
+def analyze(source: Source | str | Path, *, tokenizer: bool = False, overrides: list[str] = ()) -> Analysis:
     """Parse, build and check one spec; every problem found is in `diagnostics`.
 
     Args:
         source: a `Source`, or the path of a spec file.
         tokenizer: also load the model's tokenizer and run the tokenizer-aware checks
             (needs the `train` extra; imports transformers).
+        overrides: `--set KEY=VALUE` settings, applied before validation: every check sees
+            them, and a problem with one is located on the command line (`--> --set:1:14`).
 
     Returns:
         An `Analysis`; `spec` is None when the spec has errors.
+
+    Raises:
+        OverrideError: an override is not KEY=VALUE.
     """
+    settings = read_overrides(list(overrides)) if overrides else None
     if not isinstance(source, Source):
         source, problems = read_source(source)
         if source is None:
@@ -47,7 +54,10 @@ def analyze(source: Source | str | Path, *, tokenizer: bool = False) -> Analysis
     nodes, diagnostics = parse(source)
     if nodes is None:
         return Analysis(source, None, None, None, diagnostics)
-    built = build(nodes, source)
+    if settings is not None and settings.diagnostics.errors:  # as a spec that does not parse: nothing is built
+        diagnostics.extend(settings.diagnostics)
+        return Analysis(source, nodes, None, None, diagnostics)
+    built = build(nodes, source, settings)
     diagnostics.extend(built.diagnostics)
     if built.spec is None:
         return Analysis(source, nodes, None, built.locations, diagnostics)

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from promptlang import spec as m
 from promptlang import syntax as s
 from promptlang.diagnostics import Diagnostics
+from promptlang.overrides import Override, Overrides
 from promptlang.parser import LANGUAGE_VERSION, parse
 from promptlang.source import Source, Span, read_source
 from promptlang.suggest import suggest, suggest_file
@@ -67,18 +68,24 @@ class Built:
     directory: Path
 
 
-def build(file: s.File, source: Source) -> Built:
+def build(file: s.File, source: Source, overrides: Overrides | None = None) -> Built:
     """Build and validate the spec of a parsed file, reading the files it imports.
 
     Args:
         file: the parsed main file.
         source: its source (imports resolve against its directory).
+        overrides: `--set` settings, applied before validation (so every check sees them),
+            each located at its place on the command line.
 
     Returns:
         A `Built` whose `spec` is None when there are errors.
     """
     builder = _Builder(source)
     builder.file(file, source, seen=(Path(source.path).resolve(),))
+    if overrides is not None:
+        builder.diagnostics.extend(overrides.diagnostics)
+        for item in overrides.items:
+            builder.override(item)
     spec = builder.validate(file)
     return Built(spec, builder.locations, builder.diagnostics, source.directory)
 
@@ -354,6 +361,38 @@ class _Builder:
                                    f"write `| {f.name}`")
         else:
             out["transforms"].append(f.name)
+
+    # ------------------------------------------------------------ overrides
+
+    def override(self, item: Override) -> None:
+        """Set one `--set` value in the raw data, replacing what the spec wrote there (and where it wrote it)."""
+        top = item.path[0]
+        if top not in m.Spec.model_fields or top == "version":
+            valid = [f for f in m.Spec.model_fields if f != "version"]
+            self.diagnostics.error(f"unknown setting `{top}`", item.key_spans[0],
+                                   suggest(top, valid) or f"the settings are: {', '.join(valid)}")
+            return
+        if item.path == ("method", "kind"):
+            self._error(item.path, "the method's kind is the block's name", item.key_spans[-1],
+                        "write `method NAME {` in the spec to choose it")
+            return
+        node, path = self.raw, ()
+        for part, span in zip(item.path[:-1], item.key_spans):
+            path += (part,)
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+                self._forget(path)
+                self.locations.record(path, span, span)
+            node = node[part]
+        self._forget(item.path)
+        self.locations.record(item.path, item.entry.span, item.entry.key_span)
+        node[item.path[-1]] = self._values(item.entry.values, item.path)
+
+    def _forget(self, path: Path_) -> None:
+        """Drop where the spec wrote `path` and everything inside it."""
+        for where in (self.locations.values, self.locations.keys):
+            for known in [k for k in where if k[:len(path)] == path]:
+                del where[known]
 
     # ------------------------------------------------------------ validation
 

@@ -242,7 +242,8 @@ def _dump(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from promptlang.output import OutputError
-    from promptlang.runner import OverrideError, run
+    from promptlang.overrides import OverrideError
+    from promptlang.runner import run
     from promptlang.store import StoreError
 
     if not Path(args.path).is_file():
@@ -258,7 +259,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _prepared(args: argparse.Namespace):
-    from promptlang.runner import OverrideError, prepare
+    from promptlang.overrides import OverrideError
+    from promptlang.runner import prepare
 
     if not Path(args.path).is_file():
         raise UsageError(f"not a spec file: {args.path}")

@@ -12,6 +12,14 @@ from promptlang.tokens import piece_ids, special_tokens, word_tokens
 TRAINED = ("finetune", "prompt_finetune", "pet", "ipet")
 
 
+class CompileError(ValueError):
+    """A spec that its tokenizer cannot compile as written; `path` is the spec setting to point at."""
+
+    def __init__(self, message: str, path: tuple, hint: str | None = None):
+        super().__init__(message)
+        self.path, self.hint = path, hint
+
+
 def tokenizer_info(tokenizer) -> p.Tokenizer:
     """The plan's view of a tokenizer."""
     prefix, suffix = special_tokens(tokenizer)
@@ -93,14 +101,39 @@ def compile_pattern(spec: m.Spec, name: str, tokenizer) -> p.Pattern:
     longest = max((len(ids) for lw in labels for ids in lw.ids), default=1)
     slot = next((s for s in (template.target if in_target else segments) if s.kind == "mask"), None)
     mask_count = 0 if slot is None else (slot.count or longest)
+    if slot is not None and slot.count is not None:
+        _words_fit(name, template, "target" if in_target else "text", labels, slot.count)
     return p.Pattern(
         name=name,
         pieces=compile_pieces(segments, tokenizer, mask_count),
         target=compile_pieces(list(template.target), tokenizer, mask_count) if template.target else None,
         labels=labels,
         mask_count=mask_count,
-        aggregate=verbalizer.aggregate.value if verbalizer else "mean",
+        aggregate=_aggregate(spec, verbalizer),
     )
+
+
+def _aggregate(spec: m.Spec, verbalizer: m.Verbalizer | None) -> str:
+    """How a label's words combine: the verbalizer's `aggregate`, else PET's logit mean for pet and
+    ipet and the mean of probabilities for the other methods (one word per label: all agree)."""
+    if verbalizer is not None and verbalizer.aggregate is not None:
+        return verbalizer.aggregate.value
+    return "logit_mean" if spec.method.kind in ("pet", "ipet") else "mean"
+
+
+def _words_fit(name: str, template: m.Template, part: str, labels: list[p.LabelWords], count: int) -> None:
+    """Every label word fits its `[MASK:n]` slot (a longer word would be cut to the slot).
+
+    Raises:
+        CompileError: the first word longer than the slot, located at the slot.
+    """
+    index = next(i for i, s in enumerate(getattr(template, part)) if s.kind == "mask")
+    for lw in labels:
+        for word, ids in zip(lw.words, lw.ids):
+            if len(ids) > count:
+                raise CompileError(f"\"{word}\" is {len(ids)} tokens, but the slot in template `{name}` holds {count}",
+                                   ("templates", name, part, index),
+                                   "write [MASK] to size the slot from the words, or choose a shorter word")
 
 
 def _verbalizer(spec: m.Spec, template: m.Template) -> m.Verbalizer | None:
@@ -153,6 +186,8 @@ def _training_work(method, n: int, pattern: p.Pattern | None, family: str, dev: 
     """Training `n` examples for the method's steps, with dev evaluations about once an epoch."""
     if n == 0:
         return p.Work()
+    if method.select_model is m.ModelSelection.last:  # no dev evaluations (PET's fixed number of steps)
+        dev = 0
     steps = _steps(method, n)
     accum = method.grad_accum
     epochs = max(1, math.ceil(steps * method.batch_size * accum / n))
@@ -236,28 +271,51 @@ def stages(spec: m.Spec, patterns: dict[str, p.Pattern], family: str,
     names = list(patterns) or [None]
     for data_seed in data_seeds:
         counts = splits[data_seed]
+        selection = demonstration_stage(spec, patterns, data_seed, counts)
+        out += [selection] if selection else []
         for name in names:
             pattern = patterns.get(name) if name else None
             seeds = method.seeds if kind in TRAINED else [None]
+            shown = selection is not None and pattern is not None and uses_demos(pattern)
+            sets = spec.demonstrations.sets if shown else 1  # evaluation averages over the sets
             for seed in seeds:
                 tag = "/".join(str(x) for x in (f"d{data_seed}", name or "head", f"s{seed}" if seed is not None else None) if x)
-                needs: list[str] = []
+                needs: list[str] = [selection.id] if shown else []
                 if kind in TRAINED:
                     out.append(p.Stage(id=f"train/{tag}", kind="train", method=kind, pattern=name, data_seed=data_seed,
-                                       seed=seed, work=_training_work(method, counts["train"], pattern, family,
-                                                                      counts["dev"])))
+                                       seed=seed, needs=list(needs),
+                                       work=_training_work(method, counts["train"], pattern, family,
+                                                           counts["dev"] * sets)))
                     needs.append(f"train/{tag}")
                 if getattr(method, "calibrate", False):
                     out.append(p.Stage(id=f"calibrate/{tag}", kind="calibrate", method=kind, pattern=name,
                                        data_seed=data_seed, needs=list(needs),
-                                       work=p.Work(forward_passes=_passes(pattern, family, 1, 1), examples_read=1)))
+                                       work=p.Work(forward_passes=_passes(pattern, family, 1, 1) * sets,
+                                                   examples_read=sets)))
                     needs.append(f"calibrate/{tag}")
                 batch = method.eval_batch_size
                 out.append(p.Stage(id=f"evaluate/{tag}", kind="evaluate", method=kind, pattern=name,
                                    data_seed=data_seed, seed=seed, needs=needs,
-                                   work=p.Work(forward_passes=_passes(pattern, family, counts["test"], batch),
-                                               examples_read=counts["test"])))
+                                   work=p.Work(forward_passes=_passes(pattern, family, counts["test"], batch) * sets,
+                                               examples_read=counts["test"] * sets)))
     return out
+
+
+def uses_demos(pattern: p.Pattern) -> bool:
+    """Whether the pattern has a [DEMOS] slot."""
+    return any(piece.kind == "demos" for piece in pattern.pieces)
+
+
+def demonstration_stage(spec: m.Spec, patterns: dict[str, p.Pattern], data_seed: int,
+                        counts: dict[str, int]) -> p.Stage | None:
+    """LM-BFF's demonstration selection for one data sample, when a pattern has a [DEMOS] slot: the
+    training examples per label are the pool (`train_size`), from which the `sets` sets that
+    evaluation averages over are drawn (set i with seed `data seed × 1000 + i`); training draws a
+    new set for an example each time it is put in a batch, never the example itself."""
+    if spec.demonstrations is None or not any(uses_demos(x) for x in patterns.values()):
+        return None
+    return p.Stage(id=f"demonstrations/d{data_seed}", kind="demonstrations", method=spec.method.kind,
+                   data_seed=data_seed, train_size=counts["train"], work=p.Work(examples_read=counts["train"]))
 
 
 def compile_plan(spec: m.Spec, tokenizer, family: str, splits: dict[int, dict[str, int]],
@@ -271,7 +329,13 @@ def compile_plan(spec: m.Spec, tokenizer, family: str, splits: dict[int, dict[st
         splits: examples per split for each data seed.
         label_counts: training examples per label for each data seed (sizes iPET's generations;
             default: an even split).
+
+    Raises:
+        CompileError: a label word is longer than its template's `[MASK:n]` slot.
     """
     patterns = {name: compile_pattern(spec, name, tokenizer) for name in spec.patterns}
+    demo = spec.demonstrations.template if spec.demonstrations else None
+    if demo and demo not in patterns:
+        compile_pattern(spec, demo, tokenizer)  # compiled when demonstrations are drawn: its words must fit too
     return p.Plan(spec=spec, family=family, tokenizer=tokenizer_info(tokenizer), patterns=patterns,
                   splits=splits, stages=stages(spec, patterns, family, splits, label_counts))

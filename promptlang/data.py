@@ -57,11 +57,34 @@ class DataError(Exception):
         self.hint = hint
 
 
-def _hub_rows(data: m.Data, split_name: str) -> list[tuple[int, dict[str, str]]]:
-    from datasets import load_dataset  # only for specs that name a hub dataset
+HUB_HINT = "install it with `pip install 'promptlang[hub]'`"
 
-    dataset = load_dataset(data.dataset, data.dataset_config, split=split_name)
+
+def _hub_rows(data: m.Data, split_name: str, directory: Path) -> list[tuple[int, dict[str, str]]]:
+    """The rows of one split of a Hugging Face dataset (a hub name, or a dataset folder beside the spec).
+
+    Raises:
+        DataError: `datasets` is not installed, or the dataset or split cannot be loaded (located at `dataset`).
+    """
+    try:
+        from datasets import load_dataset  # only for specs that name a hub dataset (the `hub` extra)
+    except ImportError:
+        raise DataError("reading a Hugging Face `dataset` needs the `datasets` package", ("data", "dataset"),
+                        HUB_HINT) from None
+    local = directory / data.dataset
+    name = str(local) if local.is_dir() else data.dataset
+    try:
+        dataset = load_dataset(name, data.dataset_config, split=split_name)
+    except Exception as error:  # datasets raises many kinds (offline, no such dataset or split): all mean "cannot load"
+        raise DataError(f"cannot load split `{split_name}` of the dataset `{data.dataset}`: {_first_line(error)}",
+                        ("data", "dataset"), "check the name and the split; a hub dataset needs the network "
+                                             "or a filled cache, a local one is a folder beside the spec") from None
     return [(i, {k: str(v) for k, v in row.items()}) for i, row in enumerate(dataset, 1)]
+
+
+def _first_line(error: Exception) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0].strip() if lines else type(error).__name__
 
 
 def label_map(spec: m.Spec) -> dict[str, str]:
@@ -111,7 +134,7 @@ def read_split(spec: m.Spec, split: str, directory: Path, skipped: dict[str, int
     if not where:
         return []
     if data.dataset:
-        rows = _hub_rows(data, where)
+        rows = _hub_rows(data, where, directory)
     else:
         table = read_file(spec, split, directory)
         rows = table.dicts()

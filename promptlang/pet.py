@@ -37,7 +37,7 @@ from promptlang.pipeline import ENCODING_VERSION
 from promptlang.store import RESULT, Store, key_of
 
 # part of each stage's key: raise a kind's number when what its stages compute changes
-VERSIONS = {"train": 1, "label": 1, "ensemble": 1, "distill": 2}
+VERSIONS = {"train": 2, "label": 1, "ensemble": 1, "distill": 3}
 MODEL = "model"
 HEAD = "head.safetensors"
 
@@ -104,6 +104,11 @@ def _libraries() -> dict:
     return {"torch": torch.__version__, "transformers": transformers.__version__}
 
 
+def _selection_dev(settings: m.Training, splits: Splits) -> list[Example]:
+    """The dev examples a model is selected on: none with `select_model last` (PET's fixed number of steps)."""
+    return splits.dev if settings.select_model is m.ModelSelection.dev else []
+
+
 def _seed_of(text: str) -> int:
     return int(hashlib.sha256(text.encode("utf-8")).hexdigest()[:8], 16)
 
@@ -137,6 +142,8 @@ class PetRun:
                                                                          "ipet", "seeds"}),
                           data=self.fingerprints[stage.data_seed], seed=stage.seed, libraries=_libraries(),
                           encoding=ENCODING_VERSION)
+            if any(piece.kind == "demos" for piece in plan.patterns[stage.pattern].pieces):
+                inputs.update(demonstrations=spec.demonstrations.model_dump(mode="json"))
         elif stage.kind == "label":  # (more generations add stages; they do not change the earlier ones)
             inputs.update(ipet=method.ipet.model_dump(mode="json", exclude={"generations"}),
                           ensemble=method.ensemble.value, data=self.fingerprints[stage.data_seed])
@@ -191,16 +198,19 @@ class PetRun:
         session.reset(stage.seed)
         before = None
         if splits.train:  # PET's ensemble weight: accuracy on the training set before training
-            encoded = session.encode(pattern, splits.train, method.max_length)
+            own = runtime.own_demos(session, pattern, splits.train, stage.seed)  # never an example itself
+            encoded = session.encode(pattern, splits.train, method.max_length, own)
             before = runtime.accuracy(runtime.probabilities(session, pattern, encoded, method.eval_batch_size),
                                       encoded.labels)
         examples = self._examples_for(stage)
-        trained = runtime.train_pattern(session, pattern, examples, splits.dev, splits.unlabeled, stage.seed)
+        sets = runtime.demo_sets(session, splits) if runtime.has_demos(pattern) else []
+        trained = runtime.train_pattern(session, pattern, examples, _selection_dev(method, splits), splits.unlabeled,
+                                        stage.seed, sets)
         for split in ("test", "unlabeled"):
             rows = getattr(splits, split)
-            encoded = session.encode(pattern, rows, method.max_length)
             write_logits(out / f"{split}.logits.tsv", rows,
-                         runtime.logits(session, pattern, encoded, method.eval_batch_size, trained.soft),
+                         runtime.set_logits(session, pattern, rows, method.max_length, sets, method.eval_batch_size,
+                                            trained.soft),
                          self.spec.labels)
         return {"train_size": len(examples), "train_accuracy_before": before, "dev": trained.dev,
                 "losses": trained.history.losses if trained.history else []}
@@ -251,7 +261,7 @@ class PetRun:
         session.reset(stage.seed)
         classifier, history = runtime.train_classifier(
             session, splits.unlabeled, lambda logits, rows: distillation_loss(logits, teacher[rows], distill.temperature),
-            distill, splits.dev, stage.seed, ("method", "distill"))
+            distill, _selection_dev(distill, splits), stage.seed, ("method", "distill"))
         for split in ("test", "unlabeled"):
             rows = getattr(splits, split)
             write_logits(out / f"{split}.logits.tsv", rows, runtime.classifier_logits(session, classifier, rows, distill),

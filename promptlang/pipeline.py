@@ -181,34 +181,67 @@ def encode(pattern: p.Pattern, examples: list[Example], tokenizer, info: p.Token
     Raises:
         TooLong: the pattern leaves no room for an example.
     """
-    fields = _tokenized_fields(pattern, examples, tokenizer)
-    shortenable = [i for i in fields if pattern.pieces[i].shorten] or list(fields)
-    mask_count = 1 if family == "seq2seq" else pattern.mask_count
-    mask_id = _mask_id(info, tokenizer, family)
-    fixed = len(info.prefix) + len(info.suffix) + sum(
-        len(piece.ids) if piece.kind == "text" else
-        mask_count if piece.kind == "mask" else
-        piece.count if piece.kind == "soft" else
-        1 if piece.kind == "sep" else 0
-        for piece in pattern.pieces)
-    out = Encoded(mask_count=mask_count)
-    label_index = {name: i for i, name in enumerate(labels)}
-    for row, example in enumerate(examples):
-        lengths = {i: len(fields[i][row]) for i in fields}
-        shown = demos[row] if demos else []
-        excess = fixed + len(shown) + sum(lengths.values()) - max_length
-        if excess > 0:
-            new = shortened([lengths[i] for i in shortenable], excess)
-            lengths.update(zip(shortenable, new))
+    prepared = prepare(pattern, examples, tokenizer, info, max_length, labels, family)
+    return prepared.assemble(list(range(len(examples))), demos)
+
+
+@dataclass
+class Prepared:
+    """Examples with their fields tokenized once, assembled into inputs on demand: a training batch
+    gets freshly drawn demonstrations each time without tokenizing anything again."""
+
+    pattern: p.Pattern
+    examples: list[Example]
+    fields: dict[int, list[list[int]]]  # piece index → each example's field ids
+    mask_id: int
+    info: p.Tokenizer
+    max_length: int
+    labels: list[str]
+    family: str
+
+    def assemble(self, rows: list[int], demos: list[list[int]] | None = None) -> Encoded:
+        """The inputs of examples `rows` (in that order), `demos[i]` at row i's [DEMOS] slot.
+
+        Raises:
+            TooLong: the pattern leaves no room for an example.
+        """
+        pattern, info = self.pattern, self.info
+        shortenable = [i for i in self.fields if pattern.pieces[i].shorten] or list(self.fields)
+        mask_count = 1 if self.family == "seq2seq" else pattern.mask_count
+        fixed = len(info.prefix) + len(info.suffix) + sum(
+            len(piece.ids) if piece.kind == "text" else
+            mask_count if piece.kind == "mask" else
+            piece.count if piece.kind == "soft" else
+            1 if piece.kind == "sep" else 0
+            for piece in pattern.pieces)
+        out = Encoded(mask_count=mask_count)
+        label_index = {name: i for i, name in enumerate(self.labels)}
+        for at, row in enumerate(rows):
+            lengths = {i: len(self.fields[i][row]) for i in self.fields}
+            shown = demos[at] if demos else []
+            excess = fixed + len(shown) + sum(lengths.values()) - self.max_length
+            if excess > 0:
+                new = shortened([lengths[i] for i in shortenable], excess)
+                lengths.update(zip(shortenable, new))
+            ids, mask_at, soft_at = self._input(row, lengths, shown, mask_count)
+            out.ids.append(ids)
+            out.mask_at.append(mask_at)
+            out.soft_at.append(soft_at)
+            out.labels.append(label_index.get(self.examples[row].label, -1))
+        return out
+
+    def _input(self, row: int, lengths: dict[int, int], shown: list[int], mask_count: int):
+        """(ids, mask position, soft prompt positions) of one example, its fields cut to `lengths`."""
+        info = self.info
         ids, mask_at, soft_at = list(info.prefix), -1, []
-        for index, piece in enumerate(pattern.pieces):
+        for index, piece in enumerate(self.pattern.pieces):
             if piece.kind == "text":
                 ids += piece.ids
             elif piece.kind == "field":
-                ids += _cut(fields[index][row], lengths[index], piece.shorten or "tail")
+                ids += _cut(self.fields[index][row], lengths[index], piece.shorten or "tail")
             elif piece.kind == "mask":
                 mask_at = len(ids) if mask_at < 0 else mask_at
-                ids += [mask_id] * mask_count
+                ids += [self.mask_id] * mask_count
             elif piece.kind == "soft":
                 soft_at += range(len(ids), len(ids) + piece.count)
                 ids += [info.unk_id if info.unk_id is not None else info.pad_id] * piece.count
@@ -216,12 +249,14 @@ def encode(pattern: p.Pattern, examples: list[Example], tokenizer, info: p.Token
                 ids += shown
             elif piece.kind == "sep":
                 ids.append(info.sep_id if info.sep_id is not None else info.suffix[-1] if info.suffix else info.pad_id)
-        ids += info.suffix
-        out.ids.append(ids)
-        out.mask_at.append(mask_at)
-        out.soft_at.append(soft_at)
-        out.labels.append(label_index.get(example.label, -1))
-    return out
+        return ids + info.suffix, mask_at, soft_at
+
+
+def prepare(pattern: p.Pattern, examples: list[Example], tokenizer, info: p.Tokenizer, max_length: int,
+            labels: list[str], family: str) -> Prepared:
+    """Examples through a pattern with their fields tokenized, to assemble later (see `Prepared`)."""
+    return Prepared(pattern, examples, _tokenized_fields(pattern, examples, tokenizer),
+                    _mask_id(info, tokenizer, family), info, max_length, labels, family)
 
 
 def _mask_id(info: p.Tokenizer, tokenizer, family: str) -> int:

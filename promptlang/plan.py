@@ -46,7 +46,7 @@ class Pattern(_Plain):
     target: Optional[list[Piece]] = None
     labels: list[LabelWords] = Field(default_factory=list)
     mask_count: int = Field(0, description="K: mask tokens in the slot (0: no mask)")
-    aggregate: Literal["mean", "max"] = "mean"
+    aggregate: Literal["logit_mean", "mean", "max"] = "mean"
 
 
 class Tokenizer(_Plain):
@@ -82,11 +82,12 @@ class Stage(_Plain):
     `label` (iPET: the examples an ensemble of other models labels for one model of the next
     generation), `ensemble` (the models of one generation combined) and `distill` (the final
     classifier trained on the ensemble's soft labels); a PET `train` stage also scores test and
-    unlabeled data.
+    unlabeled data. `demonstrations` (a spec whose patterns have a [DEMOS] slot): the demonstration
+    pool of one data sample (`train_size` training examples) and the sets drawn from it for evaluation.
     """
 
     id: str
-    kind: Literal["train", "evaluate", "calibrate", "label", "ensemble", "distill"]
+    kind: Literal["demonstrations", "train", "evaluate", "calibrate", "label", "ensemble", "distill"]
     method: str
     pattern: Optional[str] = None
     data_seed: int

@@ -46,8 +46,16 @@ def _work(work: p.Work) -> str:
     return ", ".join(parts) or "no model work"
 
 
-def _cost(stage: p.Stage) -> str:
-    """What a stage does and costs, in a line."""
+def _cost(stage: p.Stage, spec=None) -> str:
+    """What a stage does and costs, in a line (`spec`: for what a `demonstrations` stage selects)."""
+    if stage.kind == "demonstrations" and spec is not None:
+        demos = spec.demonstrations
+        fresh = "; training draws a new set for each example each time, never the example itself" \
+            if spec.method.kind in ("prompt_finetune", "pet", "ipet") else ""
+        first = stage.data_seed * 1000
+        seeds = f"seeds {first}..{first + demos.sets - 1}" if demos.sets > 1 else f"seed {first}"
+        return (f"{demos.per_label} per label, drawn from the {stage.train_size} training examples; "
+                f"{demos.sets} set{'s' if demos.sets > 1 else ''} for evaluation ({seeds}){fresh}")
     if stage.kind == "label":
         return f"labels {stage.train_size} unlabeled examples; {_work(stage.work)}"
     if stage.kind in ("train", "distill") and stage.train_size is not None:
@@ -75,7 +83,7 @@ def describe_plan(prepared) -> str:
     lines.append("stages:")
     for stage in plan.stages:
         after = f"  (after {_needs(stage.needs)})" if stage.needs else ""
-        lines.append(f"  {stage.id:<36} {_cost(stage)}{after}")
+        lines.append(f"  {stage.id:<36} {_cost(stage, plan.spec)}{after}")
     lines.append(f"total: {_work(plan.total())}")
     return "\n".join(lines)
 

@@ -16,7 +16,7 @@ import numpy as np
 from promptlang import metrics as metric_fns
 from promptlang import spec as m
 from promptlang.api import analyze
-from promptlang.compiler import compile_plan
+from promptlang.compiler import CompileError, compile_plan
 from promptlang.data import DataError, read_splits, sample_splits
 from promptlang.diagnostics import Diagnostics, SpecError
 from promptlang.models import ModelError, cache_dir, family_for, load_model, load_tokenizer, locate, will_convert
@@ -28,51 +28,19 @@ from promptlang.store import Store
 from promptlang.support import not_yet
 
 
-class OverrideError(ValueError):
-    """A `--set KEY=VALUE` that cannot be applied."""
-
-
-def parse_override(text: str):
-    """`key.path=value` → (("key", "path"), value), the value read as a number, bool, list or text."""
-    if "=" not in text:
-        raise OverrideError(f"`--set {text}`: write KEY=VALUE, like `method.steps=10`")
-    key, value = text.split("=", 1)
-
-    def read(item: str):
-        for convert in (int, float):
-            try:
-                return convert(item)
-            except ValueError:
-                pass
-        return {"true": True, "false": False, "none": None}.get(item, item)
-
-    parsed = [read(v.strip()) for v in value.split(",")] if "," in value else read(value.strip())
-    return tuple(key.split(".")), parsed
-
-
-def apply_overrides(spec: m.Spec, overrides: list[str]) -> m.Spec:
-    """The spec with `--set` overrides applied and validated again."""
-    data = spec.model_dump(mode="json")
-    for text in overrides:
-        path, value = parse_override(text)
-        node = data
-        for part in path[:-1]:
-            node = node.setdefault(part, {})
-        node[path[-1]] = [value] if isinstance(node.get(path[-1]), list) and not isinstance(value, list) else value
-    try:
-        return m.Spec.model_validate(data)
-    except ValueError as error:  # pydantic's ValidationError
-        first = error.errors()[0] if hasattr(error, "errors") else {"loc": (), "msg": str(error)}
-        where = ".".join(str(x) for x in first["loc"])
-        raise OverrideError(f"`--set {' '.join(overrides)}`: {where}: {first['msg']}") from None
-
-
 def load_checked(path: Path, overrides: list[str]) -> tuple[m.Spec, object]:
-    """The validated spec of a file, or SpecError with every diagnostic."""
-    analysis = analyze(path)
+    """The validated spec of a file with its `--set` overrides, or SpecError with every diagnostic.
+
+    The overrides go through the same validation and checks as the spec (`api.analyze`).
+
+    Raises:
+        SpecError: the spec, or an override, has errors.
+        OverrideError: an override is not KEY=VALUE.
+    """
+    analysis = analyze(path, overrides=overrides)
     if not analysis.ok or not isinstance(analysis.spec, m.Spec):
         raise SpecError(analysis.diagnostics)
-    return apply_overrides(analysis.spec, overrides) if overrides else analysis.spec, analysis
+    return analysis.spec, analysis
 
 
 def _first_line(error: Exception) -> str:
@@ -82,7 +50,7 @@ def _first_line(error: Exception) -> str:
 
 def spec_error(analysis, message: str, path: tuple, hint: str | None = None) -> SpecError:
     """A runtime problem as a located diagnostic on the spec line that caused it."""
-    diagnostics = Diagnostics(sources={analysis.source.path: analysis.source})
+    diagnostics = Diagnostics(sources=dict(analysis.diagnostics.sources))  # the spec, its imports, `--set`
     diagnostics.error(message, analysis.locations.get(path), hint)
     return SpecError(diagnostics)
 
@@ -215,7 +183,10 @@ def prepare(spec_path: Path, overrides: list[str] = (), checked: tuple | None = 
                          "check the model source; a hub model needs the network or a filled cache") from None
     label_counts = {seed: [sum(1 for e in s.train if e.label == label) for label in spec.labels]
                     for seed, s in splits.items()}
-    plan = compile_plan(spec, tokenizer, family, {seed: s.counts() for seed, s in splits.items()}, label_counts)
+    try:
+        plan = compile_plan(spec, tokenizer, family, {seed: s.counts() for seed, s in splits.items()}, label_counts)
+    except CompileError as error:
+        raise spec_error(analysis, str(error), error.path, error.hint) from None
     return Prepared(plan, tokenizer, splits, analysis)
 
 
@@ -241,7 +212,7 @@ def run(spec_path: Path, out: str | None = None, overrides: list[str] = (), quie
             print(text, file=sys.stderr, flush=True)
 
     for item in not_yet(spec):  # the features `check` warns about: refused before any work
-        diagnostics = Diagnostics(sources={analysis.source.path: analysis.source})
+        diagnostics = Diagnostics(sources=dict(analysis.diagnostics.sources))
         diagnostics.error(item.message, analysis.locations.key(item.path), item.hint)
         raise SpecError(diagnostics)
     store_root = Path(stages) if stages else cache_dir() / "stages"

@@ -112,12 +112,20 @@ def word_table(pattern: p.Pattern) -> tuple[torch.Tensor, torch.Tensor, torch.Te
 
 
 def aggregate(word_scores: torch.Tensor, owner: torch.Tensor, labels: int, how: str) -> torch.Tensor:
-    """Word log-scores (B, W) → label log-scores (B, C): log of the mean of probabilities, or the max."""
+    """Word log-scores (B, W) → label log-scores (B, C).
+
+    `logit_mean`: the mean of the words' log-scores (PET's average of the words' logits: at one
+    mask, logits and log-probabilities differ by the same constant for every word); `mean`: the
+    log of the mean of the words' probabilities; `max`: the best word's. With one word per
+    label all three are that word's score.
+    """
     out = []
     for c in range(labels):
         scores = word_scores[:, owner == c]  # (B, W_c)
         if how == "max":
             out.append(scores.max(dim=1).values)
+        elif how == "logit_mean":
+            out.append(scores.mean(dim=1))
         else:
             out.append(torch.logsumexp(scores, dim=1) - math.log(scores.shape[1]))
     return torch.stack(out, dim=1)  # (B, C)
@@ -139,23 +147,49 @@ def mask_log_probs(model, ids, attention, mask_at: torch.Tensor, count: int, sof
 
 
 def masked_parallel(model, pattern: p.Pattern, encoded: Encoded, rows: list[int], pad_id: int,
-                    soft=None) -> torch.Tensor:
-    """Every label from one forward pass: a word of n tokens uses the first n masks (PET's training)."""
-    ids, attention = pad([encoded.ids[r] for r in rows], pad_id)
-    mask_at = torch.tensor([encoded.mask_at[r] for r in rows])
-    log_probs = mask_log_probs(model, ids, attention, mask_at, encoded.mask_count, soft,
-                               [encoded.soft_at[r] for r in rows])  # (B, K, V)
+                    soft=None, trim: bool = False) -> torch.Tensor:
+    """Every label's words scored in parallel, each token at its mask from one forward pass.
+
+    Untrimmed (PET's training), all words share one pass over the full slot and a word of n
+    tokens uses the first n masks. Trimmed (PET's `parallel` decoding), a word of n tokens is
+    scored on an input whose slot holds just n masks: one pass per distinct word length.
+    """
     tokens, lengths, owner = word_table(pattern)  # (W, K'), (W,), (W,)
-    k = min(tokens.shape[1], encoded.mask_count)
+    if not trim:
+        word_scores = _parallel_word_scores(model, encoded, rows, pad_id, soft, tokens, lengths, encoded.mask_count)
+        return aggregate(word_scores, owner, len(pattern.labels), pattern.aggregate)
+    word_scores = torch.zeros((len(rows), len(owner)))  # (B, W)
+    for n in sorted({int(x) for x in lengths}):
+        same = lengths == n
+        keep = min(n, encoded.mask_count)
+        word_scores[:, same] = _parallel_word_scores(model, encoded, rows, pad_id, soft, tokens[same], lengths[same],
+                                                     keep)
+    return aggregate(word_scores, owner, len(pattern.labels), pattern.aggregate)
+
+
+def _parallel_word_scores(model, encoded: Encoded, rows: list[int], pad_id: int, soft, tokens: torch.Tensor,
+                          lengths: torch.Tensor, keep: int) -> torch.Tensor:
+    """Word log-scores (B, W) from one pass over the inputs with the slot cut to its first `keep` masks."""
+    count = encoded.mask_count
+    sequences = [_with_masks(encoded.ids[r], encoded.mask_at[r], count, keep) for r in rows]
+    soft_at = [_soft_with_masks(encoded.soft_at[r], encoded.mask_at[r], count, keep) for r in rows]
+    ids, attention = pad(sequences, pad_id)
+    mask_at = torch.tensor([encoded.mask_at[r] for r in rows])
+    log_probs = mask_log_probs(model, ids, attention, mask_at, keep, soft, soft_at)  # (B, keep, V)
+    k = min(tokens.shape[1], keep)
     picked = log_probs[:, :k, :].gather(2, tokens[:, :k].T.unsqueeze(0).expand(len(rows), -1, -1))  # (B, k, W)
     used = (torch.arange(k).unsqueeze(1) < lengths.unsqueeze(0)).to(picked.dtype)  # (k, W)
-    word_scores = (picked * used).sum(dim=1)  # (B, W)
-    return aggregate(word_scores, owner, len(pattern.labels), pattern.aggregate)
+    return (picked * used).sum(dim=1)  # (B, W)
 
 
 def _with_masks(ids: list[int], at: int, count: int, keep: int) -> list[int]:
     """The input with only the first `keep` of its `count` masks."""
     return ids[: at + keep] + ids[at + count:]
+
+
+def _soft_with_masks(soft_at: list[int], at: int, count: int, keep: int) -> list[int]:
+    """Soft-prompt positions in that input: those after the slot move back by the masks dropped."""
+    return [q if q < at else q - (count - keep) for q in soft_at]
 
 
 @torch.no_grad()
@@ -182,8 +216,9 @@ def masked_greedy(model, pattern: p.Pattern, encoded: Encoded, rows: list[int], 
             chunk = active[start : start + batch_size]
             ids, attention = pad([sequences[i] for i in chunk], pad_id)
             mask_at = torch.tensor([encoded.mask_at[pairs[i][0]] for i in chunk])
-            log_probs = mask_log_probs(model, ids, attention, mask_at, encoded.mask_count, soft,
-                                       [encoded.soft_at[pairs[i][0]] for i in chunk])  # (A, K, V)
+            soft_at = [_soft_with_masks(encoded.soft_at[pairs[i][0]], encoded.mask_at[pairs[i][0]],
+                                        encoded.mask_count, int(lengths[pairs[i][1]])) for i in chunk]
+            log_probs = mask_log_probs(model, ids, attention, mask_at, encoded.mask_count, soft, soft_at)  # (A, K, V)
             word_ids = torch.tensor([pairs[i][1] for i in chunk])
             wanted = tokens[word_ids]  # (A, K)
             k = wanted.shape[1]

@@ -35,6 +35,7 @@ class Source:
 
     text: str
     path: str = "<string>"
+    typed: bool = False  # text typed on the command line (`--set`): shown in diagnostics as a spec is
 
     def __post_init__(self) -> None:
         self._line_starts = [0] + [i + 1 for i, ch in enumerate(self.text) if ch == "\n"]
@@ -52,8 +53,9 @@ class Source:
     @cached_property
     def is_spec(self) -> bool:
         """Whether this is a promptlang file: its first line that is not blank or a comment is a
-        `promptlang` header. Only such files have their lines shown in diagnostics."""
-        return _SPEC_HEADER.match(self.text) is not None
+        `promptlang` header (or the command line's `typed` text). Only such files have their lines shown
+        in diagnostics."""
+        return self.typed or _SPEC_HEADER.match(self.text) is not None
 
     def position(self, offset: int) -> tuple[int, int]:
         """1-based (line, col) of a character offset."""

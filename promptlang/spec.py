@@ -65,6 +65,10 @@ class Shorten(str, Enum):
 
 
 class Aggregate(str, Enum):
+    """How a label's several words' scores combine: `logit_mean` averages their log-scores (PET),
+    `mean` is the log of the mean of their probabilities, `max` the best word's."""
+
+    logit_mean = "logit_mean"
     mean = "mean"
     max = "max"
 
@@ -89,6 +93,20 @@ class Schedule(str, Enum):
 class Reduction(str, Enum):
     mean = "mean"
     weighted = "weighted"
+
+
+class ModelSelection(str, Enum):
+    """Which state a trained model keeps: the one after the `last` step, or the best on `dev` data."""
+
+    last = "last"
+    dev = "dev"
+
+
+class MultiTokenLoss(str, Enum):
+    """The label loss when some label word has several tokens: cross-entropy, or PET's hinge loss."""
+
+    ce = "ce"
+    hinge = "hinge"
 
 
 class Decoding(str, Enum):
@@ -222,7 +240,9 @@ class Verbalizer(_Model):
     """Label → one or more words; several words' scores are aggregated."""
 
     words: dict[str, list[str]] = Field(description="label → words")
-    aggregate: Aggregate = Field(Aggregate.mean, description="how several words' probabilities combine")
+    aggregate: Optional[Aggregate] = Field(
+        None, description="how several words' scores combine: logit_mean (their mean log-score), mean (of their "
+                          "probabilities) or max; default: logit_mean for pet and ipet (PET's), mean otherwise")
 
 
 class Demonstrations(_Model):
@@ -242,6 +262,9 @@ class Demonstrations(_Model):
 class Loss(_Model):
     ce: float = Field(1.0, ge=0, le=1000, description="weight of the cross-entropy over label scores")
     mlm: float = Field(0.0, ge=0, le=1000, description="weight of PET's auxiliary masked-LM loss")
+    multi_token: Optional[MultiTokenLoss] = Field(
+        None, description="the label loss when a label word has several tokens: ce, or hinge over the words' "
+                          "sequence scores; default: hinge for pet and ipet (PET's), ce otherwise")
 
 
 class Training(_Model):
@@ -260,12 +283,16 @@ class Training(_Model):
     max_length: int = Field(256, ge=8, le=32768, description="tokens per input")
     eval_batch_size: int = Field(32, ge=1, le=MAX_BATCH, description="examples per evaluation batch")
     seeds: list[Seed] = Field([42], min_length=1, description="training seeds (PET repetitions)")
+    select_model: ModelSelection = Field(ModelSelection.dev, description="the state kept: the best on dev data "
+                                         "(when there is dev data), or the last")
 
 
 class Distill(Training):
     """The final classifier trained on the ensemble's soft labels."""
 
     temperature: float = Field(2.0, gt=0, le=100, description="softmax temperature for the soft labels (KL · T²)")
+    select_model: ModelSelection = Field(ModelSelection.last, description="the state kept: the last (PET's fixed "
+                                         "number of steps), or the best on dev data")
     model: Optional[str] = Field(None, description="another model for the classifier (default: the spec's)")
 
 
@@ -326,6 +353,8 @@ class Pet(_Method, Training):
     kind: Literal["pet"] = "pet"
     loss: Loss = Field(default_factory=Loss)
     decoding: Decoding = Decoding.greedy
+    select_model: ModelSelection = Field(ModelSelection.last, description="the state kept: the last (PET's fixed "
+                                         "number of steps), or the best on dev data")
     ensemble: Reduction = Field(Reduction.weighted, description="mean, or weighted by accuracy before training")
     distill: Optional[Distill] = Field(None, description="distil a classifier from the ensemble's soft labels")
 

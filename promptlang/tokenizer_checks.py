@@ -7,11 +7,13 @@ labels whose words share a first token, templates that leave no room for input.
 
 from __future__ import annotations
 
+from promptlang import plan as p
 from promptlang import spec as m
 from promptlang.builder import Built
 from promptlang.check_context import Context
 from promptlang.diagnostics import Diagnostics
-from promptlang.models import load_tokenizer
+from promptlang.compiler import CompileError, compile_pattern, tokenizer_info
+from promptlang.models import family_for, load_tokenizer
 from promptlang.tokens import word_tokens
 
 
@@ -27,6 +29,7 @@ def check_tokenization(built: Built, tokenizer=None) -> Diagnostics:
     """
     ctx = Context(built.spec, built.locations, Diagnostics(sources=dict(built.diagnostics.sources)),
                   built.directory)
+    loaded = tokenizer is None
     if tokenizer is None:
         try:
             tokenizer = load_tokenizer(built.spec.model, built.directory)  # converts a GGUF model once
@@ -34,9 +37,22 @@ def check_tokenization(built: Built, tokenizer=None) -> Diagnostics:
             ctx.warning(f"cannot load the tokenizer, so the tokenizer checks did not run: {_first_line(error)}",
                         ctx.key("model"), "check the model source, or set `tokenizer` to a local tokenizer")
             return ctx.diagnostics
+    family = _family(built, look=loaded)
     for name in ctx.patterns:
         _check_template(ctx, name, ctx.spec.templates[name], tokenizer)
+        _check_room(ctx, name, tokenizer, family)
     return ctx.diagnostics
+
+
+def _family(built: Built, look: bool) -> str | None:
+    """The model's family as `encode` will see it: as written, else (when `look`) from the model's config;
+    None when it is not known (the room check then counts every mask, as a masked LM's input holds them)."""
+    if built.spec.model.family is not m.ModelFamily.auto:
+        return built.spec.model.family.value
+    try:
+        return family_for(built.spec.model, built.directory) if look else None
+    except Exception:  # transformers raises many kinds; all mean "cannot read the config"
+        return None
 
 
 def _first_line(error: Exception) -> str:
@@ -49,21 +65,18 @@ def _check_template(ctx: Context, name: str, template: m.Template, tokenizer) ->
     verbalizer_name = template.verbalizer or (next(iter(ctx.spec.verbalizers)) if ctx.spec.verbalizers else None)
     part, index = _mask_slot(template)
     if verbalizer_name is None or index is None:
-        _check_room(ctx, name, template, tokenizer, 1 if part == "text" else 0)
         return
     verbalizer = ctx.spec.verbalizers[verbalizer_name]
     segments = getattr(template, part)
     slot = segments[index]
     context = _context_before(segments, index)
     firsts: dict[int, str] = {}
-    longest = 1
     for label, words in verbalizer.words.items():
         for i, word in enumerate(words):
             span = ctx.at("verbalizers", verbalizer_name, "words", label, i)
             ids = word_tokens(tokenizer, word, context)
             bare = word_tokens(tokenizer, word)
             pieces = tokenizer.convert_ids_to_tokens(ids)
-            longest = max(longest, len(ids))
             ctx.diagnostics.note(
                 f"in template `{name}`, \"{word}\" is {len(ids)} token{'s' if len(ids) != 1 else ''}: "
                 f"{' '.join(pieces)}" + ("" if bare == ids else
@@ -84,7 +97,6 @@ def _check_template(ctx: Context, name: str, template: m.Template, tokenizer) ->
                             "the first mask cannot tell these labels apart; choose words that differ early")
             if ids:
                 firsts.setdefault(ids[0], label)
-    _check_room(ctx, name, template, tokenizer, (slot.count or longest) if part == "text" else 0)
 
 
 def _mask_slot(template: m.Template) -> tuple[str, int | None]:
@@ -101,13 +113,26 @@ def _context_before(segments: list, index: int) -> str:
     return previous.text if previous is not None and previous.kind == "text" else ""
 
 
-def _check_room(ctx: Context, name: str, template: m.Template, tokenizer, masks: int) -> None:
+def _check_room(ctx: Context, name: str, tokenizer, family: str | None) -> None:
+    """An error when the template's own tokens leave no room for its input at `max_length`."""
     max_length = getattr(ctx.method, "max_length", None)
     if max_length is None:
         return
-    text = (template.prefix or "") + "".join(s.text for s in template.text if s.kind == "text")
-    fixed = len(tokenizer(text, add_special_tokens=True)["input_ids"]) + masks
-    fixed += sum(s.count for s in template.text if s.kind == "soft")
+    try:
+        pattern = compile_pattern(ctx.spec, name, tokenizer)
+    except CompileError:  # a word longer than its slot: reported above
+        return
+    fixed = fixed_tokens(pattern, tokenizer_info(tokenizer), family)
     if fixed >= max_length:
         ctx.error(f"template `{name}` takes {fixed} tokens without its input, but `max_length` is {max_length}",
                   ctx.at("templates", name, "text"), "raise `max_length` or shorten the template")
+
+
+def fixed_tokens(pattern: p.Pattern, info: p.Tokenizer, family: str | None) -> int:
+    """The tokens of an input that are not its fields or demonstrations, counted as `pipeline.encode` counts
+    them: special tokens, the template text's pieces, the masks (one sentinel for seq2seq), soft tokens, [SEP]."""
+    masks = 1 if family == "seq2seq" else pattern.mask_count
+    sizes = {"mask": masks, "sep": 1}
+    return len(info.prefix) + len(info.suffix) + sum(
+        len(piece.ids) if piece.kind == "text" else piece.count if piece.kind == "soft" else sizes.get(piece.kind, 0)
+        for piece in pattern.pieces)

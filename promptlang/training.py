@@ -30,13 +30,49 @@ def total_steps(settings: m.Training, n_examples: int) -> int:
     return (settings.epochs or 1) * max(1, math.ceil(n_examples / per_step))
 
 
-def optimizer_for(settings: m.Training, parameters) -> torch.optim.Optimizer:
-    parameters = [p for p in parameters if p.requires_grad]
-    if settings.optimizer is m.Optimizer.sgd:
-        return torch.optim.SGD(parameters, lr=settings.learning_rate, weight_decay=settings.weight_decay)
-    if settings.optimizer is m.Optimizer.adam:
-        return torch.optim.Adam(parameters, lr=settings.learning_rate, weight_decay=settings.weight_decay)
-    return torch.optim.AdamW(parameters, lr=settings.learning_rate, weight_decay=settings.weight_decay)
+def is_norm(module: torch.nn.Module) -> bool:
+    """A normalisation layer: LayerNorm, GroupNorm, batch norm, or a model's own RMSNorm-like class
+    (Llama's `LlamaRMSNorm`, T5's `T5LayerNorm`, Gemma's `GemmaRMSNorm`: class names ending in `Norm`)."""
+    kinds = (torch.nn.LayerNorm, torch.nn.GroupNorm, torch.nn.modules.batchnorm._NormBase)
+    return isinstance(module, kinds) or type(module).__name__.endswith("Norm")
+
+
+def decay_groups(module: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """The trainable parameters in two optimizer groups: with weight decay, and without it for
+    biases (names containing `bias`) and normalisation layers' weights, as BERT and Hugging Face do."""
+    exempt = {id(p) for sub in module.modules() if is_norm(sub) for p in sub.parameters(recurse=False)}
+    decay, plain = [], []
+    for name, parameter in module.named_parameters():
+        if parameter.requires_grad:
+            skip = id(parameter) in exempt or "bias" in name
+            (plain if skip else decay).append(parameter)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": plain, "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]
+
+
+def optimizer_for(settings: m.Training, module: torch.nn.Module) -> torch.optim.Optimizer:
+    """The spec's optimizer over `module`'s trainable parameters (weight decay as `decay_groups` says)."""
+    groups = decay_groups(module, settings.weight_decay)
+    kinds = {m.Optimizer.sgd: torch.optim.SGD, m.Optimizer.adam: torch.optim.Adam}
+    return kinds.get(settings.optimizer, torch.optim.AdamW)(groups, lr=settings.learning_rate)
+
+
+def hinge_loss(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """PET's loss for multi-token label words: Σ over wrong labels of max(0, 1 − s_gold + s_wrong),
+    averaged over the batch; `scores` (B, C) are the labels' sequence log-scores (sums of token
+    log-probabilities), which are no distribution over the labels."""
+    gold = scores.gather(1, targets.unsqueeze(1))  # (B, 1)
+    margins = (1 - gold + scores).clamp(min=0)  # (B, C)
+    wrong = torch.ones_like(margins).scatter(1, targets.unsqueeze(1), 0.0)  # (B, C): 0 at the gold label
+    return (margins * wrong).sum(dim=1).mean()
+
+
+def multi_token_loss(method) -> m.MultiTokenLoss:
+    """The label loss for patterns with multi-token words: the spec's, else hinge for PET and iPET
+    (as PET's code trains them), cross-entropy for prompt_finetune."""
+    if method.loss.multi_token is not None:
+        return method.loss.multi_token
+    return m.MultiTokenLoss.hinge if method.kind in ("pet", "ipet") else m.MultiTokenLoss.ce
 
 
 def schedule_for(settings: m.Training, optimizer, steps: int) -> torch.optim.lr_scheduler.LambdaLR:
@@ -59,7 +95,7 @@ def schedule_for(settings: m.Training, optimizer, steps: int) -> torch.optim.lr_
 def fit(module: torch.nn.Module, loss_of: Callable[[list[int]], torch.Tensor], n_examples: int,
         settings: m.Training, seed: int, evaluate: Callable[[], float] | None = None,
         progress: Callable[[int, int, float], None] | None = None, where: tuple = ("method",)) -> History:
-    """Train `module` on examples 0..n-1, keeping the state with the best dev score.
+    """Train `module` on examples 0..n-1, keeping the last state or (`select_model dev`) the best on dev.
 
     Args:
         module: everything that trains (its parameters with requires_grad).
@@ -67,7 +103,8 @@ def fit(module: torch.nn.Module, loss_of: Callable[[list[int]], torch.Tensor], n
         n_examples: how many training examples there are.
         settings: optimizer, schedule, batch size, steps or epochs, clipping.
         seed: shuffles the batches.
-        evaluate: the dev score after each epoch (higher is better); None: keep the last state.
+        evaluate: the dev score after each epoch (higher is better); None, or `select_model last`:
+            keep the last state and evaluate nothing.
         progress: called after each optimizer step with (step, total, loss).
         where: the spec path of `settings` (for locating an error).
 
@@ -79,7 +116,9 @@ def fit(module: torch.nn.Module, loss_of: Callable[[list[int]], torch.Tensor], n
         raise ValueError("no training examples")
     rng = random.Random(seed)
     steps = total_steps(settings, n_examples)
-    optimizer = optimizer_for(settings, module.parameters())
+    optimizer = optimizer_for(settings, module)
+    if settings.select_model is m.ModelSelection.last:
+        evaluate = None  # a fixed number of steps, as in PET: the dev data is not looked at
     schedule = schedule_for(settings, optimizer, steps)
     history, best, best_state = History(), -math.inf, None
     step, epoch = 0, 0

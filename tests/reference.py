@@ -12,8 +12,11 @@ import torch
 
 
 def combine(word_scores: list[torch.Tensor], how: str) -> torch.Tensor:
-    """A label's score from its words' log-probabilities: log of their mean probability, or the max."""
+    """A label's score from its words' log-probabilities: their mean (logit_mean), log of their mean
+    probability (mean), or the max."""
     stacked = torch.stack([torch.as_tensor(x) for x in word_scores])
+    if how == "logit_mean":
+        return stacked.mean()
     return stacked.max() if how == "max" else torch.logsumexp(stacked, 0) - math.log(len(word_scores))
 
 

@@ -37,10 +37,10 @@ def models():
     return {family: tinymodels.build(family) for family in tinymodels.FAMILIES}
 
 
-def encoded_for(tokenizer, family, template, words, aggregate="mean", method="zero_shot {}"):
-    """(pattern, encoded SENTENCES, the plan's tokenizer info)."""
+def encoded_for(tokenizer, family, template, words, aggregate=None, method="zero_shot {}"):
+    """(pattern, encoded SENTENCES, the plan's tokenizer info); `aggregate` None: the verbalizer's default."""
     text = tinymodels.spec_text(template, words=words, method=method)
-    if aggregate != "mean":
+    if aggregate is not None:
         text = text.replace("\n}\n\nmethod", f"\n  aggregate {aggregate}\n}}\n\nmethod")
     spec = tinymodels.spec_of(text)
     pattern, info = compile_pattern(spec, "t", tokenizer), tokenizer_info(tokenizer)
