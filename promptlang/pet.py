@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from promptlang import plan as p
 from promptlang import runtime
 from promptlang import spec as m
+from promptlang.classifier import classifier_logits, train_classifier
 from promptlang.data import Example, Splits
 from promptlang.ensemble import ensemble_logits, ipet_train_set, label_sizes, new_examples
 from promptlang.pipeline import ENCODING_VERSION
@@ -259,12 +260,12 @@ class PetRun:
         teacher = torch.tensor(self.done[stage.needs[0]].logits("unlabeled"), dtype=torch.float32)
         session = self._classifier_session() if self._classifier_session else self.session
         session.reset(stage.seed)
-        classifier, history = runtime.train_classifier(
+        classifier, history = train_classifier(
             session, splits.unlabeled, lambda logits, rows: distillation_loss(logits, teacher[rows], distill.temperature),
             distill, _selection_dev(distill, splits), stage.seed, ("method", "distill"))
         for split in ("test", "unlabeled"):
             rows = getattr(splits, split)
-            write_logits(out / f"{split}.logits.tsv", rows, runtime.classifier_logits(session, classifier, rows, distill),
+            write_logits(out / f"{split}.logits.tsv", rows, classifier_logits(session, classifier, rows, distill),
                          self.spec.labels)
         from safetensors.torch import save_file
 

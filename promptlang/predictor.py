@@ -18,6 +18,7 @@ import torch
 
 from promptlang import plan as p
 from promptlang import runtime
+from promptlang.classifier import Classifier, classifier_inputs
 from promptlang.data import Example
 from promptlang.models import family_of
 
@@ -222,7 +223,7 @@ class Predictor:
         """The classifier head (finetune, distilled) or the soft prompt (when the pattern has one)."""
         session, size = self.session, self.session.model.config.get_text_config().hidden_size
         if self.info.method in ("finetune", "distilled"):
-            classifier = runtime.Classifier(session.model, session.family, len(self.labels))
+            classifier = Classifier(session.model, session.family, len(self.labels))
             classes = len(self.labels)
             head = {"weight": _need(self.path, tensors, "head.weight", (classes, size), "the classifier head"),
                     "bias": _need(self.path, tensors, "head.bias", (classes,), "the classifier head")}
@@ -257,7 +258,7 @@ class Predictor:
         session, examples = self.session, self._examples(inputs)
         method = session.spec.method
         if self.classifier is not None:
-            ids = runtime.classifier_inputs(session, examples, self.info.max_length or method.max_length)
+            ids = classifier_inputs(session, examples, self.info.max_length or method.max_length)
             padded, attention = runtime.scoring.pad(ids, session.plan.tokenizer.pad_id)
             return torch.softmax(self.classifier(padded, attention), dim=1).numpy()
         pattern = session.plan.patterns[self.info.pattern]

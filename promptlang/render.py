@@ -102,7 +102,8 @@ def _scoring_note(pattern: p.Pattern, family: str) -> list[str]:
 
 def render_classifier_inputs(prepared, split: str, n: int) -> str:
     """The first `n` examples of a split as `finetune`'s classifier reads them (no pattern): text, tokens."""
-    from promptlang.runtime import Session, classifier_inputs
+    from promptlang.classifier import classifier_inputs
+    from promptlang.runtime import Session
 
     plan, tokenizer = prepared.plan, prepared.tokenizer
     seed = next(iter(prepared.splits))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import math
 import random
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -173,3 +174,14 @@ def diverged(loss: float, step: int, steps: int, settings: m.Training, where: tu
     return RunError(f"training diverged: the loss became {loss} at optimizer step {step} of {steps}",
                     (*where, "learning_rate"),
                     f"lower `learning_rate` (it is {settings.learning_rate:g}){clip}")
+
+
+def progress(log: Callable[[str], None]) -> Callable[[int, int, float], None]:
+    """A `fit` progress callback: about ten lines with the step, the loss and the time left."""
+    started = time.time()
+
+    def report(step: int, steps: int, loss: float) -> None:
+        if step == steps or step % max(1, steps // 10) == 0:
+            left = (time.time() - started) / step * (steps - step)
+            log(f"    step {step}/{steps}  loss {loss:.4f}  eta {left:.0f} s")
+    return report

@@ -28,7 +28,7 @@ import reference  # noqa: E402
 import tinymodels  # noqa: E402
 from tinymodels import single_thread  # noqa: E402, F401
 from promptlang import plan as p  # noqa: E402
-from promptlang import runtime, scoring  # noqa: E402
+from promptlang import classifier, runtime, scoring  # noqa: E402
 from promptlang import spec as m  # noqa: E402
 from promptlang.compiler import compile_plan  # noqa: E402
 from promptlang.data import Example, Splits  # noqa: E402
@@ -226,6 +226,7 @@ def histories(monkeypatch):
         return history
 
     monkeypatch.setattr(runtime, "fit", recording)
+    monkeypatch.setattr(classifier, "fit", recording)  # standard fine-tuning's head
     return seen
 
 

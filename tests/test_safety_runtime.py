@@ -29,7 +29,8 @@ from promptlang.compiler import compile_plan  # noqa: E402
 from promptlang.data import Example  # noqa: E402
 from promptlang.diagnostics import SpecError  # noqa: E402
 from promptlang.pipeline import encode, encode_cached, read_encoded, special_ids, text_ids  # noqa: E402
-from promptlang.runtime import RunError, Session, classifier_inputs, pair_parts  # noqa: E402
+from promptlang.classifier import classifier_inputs, pair_parts  # noqa: E402
+from promptlang.runtime import RunError, Session  # noqa: E402
 from promptlang.training import fit  # noqa: E402
 
 
