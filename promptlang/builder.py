@@ -7,7 +7,6 @@ the spans that caused them and worded for people.
 
 from __future__ import annotations
 
-import errno
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from promptlang import syntax as s
 from promptlang.diagnostics import Diagnostics
 from promptlang.overrides import Override, Overrides
 from promptlang.parser import LANGUAGE_VERSION, parse
-from promptlang.source import Source, Span, read_source
+from promptlang.source import Source, Span, is_link_loop, read_source
 from promptlang.suggest import suggest, suggest_file
 from promptlang.validation import coerce, explain
 
@@ -126,7 +125,7 @@ class _Builder:
 
     def _import(self, statement: s.Import, source: Source, seen: tuple) -> None:
         path = _importable_path(source.directory / statement.path)
-        if path is _LOOP:
+        if is_link_loop(source.directory / statement.path):
             self.diagnostics.error(f"cannot import `{statement.path}`: its path is a loop of symbolic links",
                                    statement.span, "point the link at a real file")
             return
@@ -437,20 +436,13 @@ class _Builder:
                                    self.locations.key(("model", given[1])), "keep one of them")
 
 
-_LOOP = Path("<symbolic link loop>")
-
-
 def _importable_path(path: Path) -> Path | None:
-    """The resolved path of an existing file, `_LOOP` for a symbolic-link loop, or None (missing,
-    a folder, or not a possible name)."""
+    """The resolved path of an existing file, or None (missing, a folder, a symbolic-link loop, or not a
+    possible name)."""
     try:
         path = path.resolve()
         return path if path.is_file() else None
-    except RuntimeError:  # Python 3.11's resolve() on a symlink loop
-        return _LOOP
-    except OSError as error:
-        return _LOOP if error.errno == errno.ELOOP else None
-    except ValueError:
+    except (OSError, ValueError, RuntimeError):  # RuntimeError: Python 3.11's resolve() on a symlink loop
         return None
 
 

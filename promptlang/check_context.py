@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -105,18 +104,6 @@ def safe_path(path: Path) -> Path | None:
         return resolved
     except (OSError, ValueError, RuntimeError):  # RuntimeError: a symlink loop, on Python 3.11
         return None
-
-
-def is_link_loop(path: Path) -> bool:
-    """Whether resolving `path` runs into a loop of symbolic links."""
-    try:
-        path.resolve()
-        path.stat()
-    except RuntimeError:  # Python 3.11's resolve()
-        return True
-    except (OSError, ValueError) as error:
-        return getattr(error, "errno", None) == errno.ELOOP
-    return False
 
 
 def is_file(path: Path) -> bool:

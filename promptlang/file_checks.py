@@ -8,9 +8,9 @@ from pathlib import Path
 
 from promptlang import spec as m
 from promptlang.suggest import listing, suggest
-from promptlang.check_context import SPLITS, Context, is_link_loop
+from promptlang.check_context import SPLITS, Context
 from promptlang.datafiles import DataFileError, column_values, data_format, label_values_hint, read_columns
-from promptlang.source import Span
+from promptlang.source import Span, is_link_loop
 
 
 def files_exist(ctx: Context) -> None:

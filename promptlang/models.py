@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from promptlang import spec as m
+from promptlang.source import is_link_loop
 
 MASKED, CAUSAL, SEQ2SEQ = "masked", "causal", "seq2seq"
 
@@ -89,15 +90,11 @@ def _find(kind: str, value: str, directory: Path) -> Location:
 
 
 def _checked_path(directory: Path, relative: str, setting: tuple) -> Path:
-    """`directory / relative`, after making sure it does not lead into a symlink loop (`resolve` raises then)."""
+    """`directory / relative`, after making sure it does not lead into a symlink loop."""
     path = directory / relative
-    try:
-        path.resolve()
-    except RuntimeError:  # Python 3.11: "Symlink loop from ..."
+    if is_link_loop(path):
         raise ModelError(f"`{relative}` leads into a symlink loop (a symbolic link that points back at itself)",
-                         setting, "point the link at the real model, or name the model itself") from None
-    except OSError as error:
-        raise ModelError(f"cannot read `{relative}`: {error.strerror or error}", setting) from None
+                         setting, "point the link at the real model, or name the model itself")
     return path
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import errno
 import re
 from dataclasses import dataclass
 from functools import cached_property
@@ -85,6 +86,18 @@ class Source:
         start = self._line_starts[line - 1]
         end = self.text.find("\n", start)
         return self.text[start : end if end >= 0 else len(self.text)].rstrip("\r")
+
+
+def is_link_loop(path: Path) -> bool:
+    """Whether resolving `path` runs into a loop of symbolic links."""
+    try:
+        path.resolve()
+        path.stat()
+    except RuntimeError:  # Python 3.11's resolve()
+        return True
+    except (OSError, ValueError) as error:
+        return getattr(error, "errno", None) == errno.ELOOP
+    return False
 
 
 def read_source(path: str | Path):
