@@ -200,12 +200,13 @@ def _split_column(body: str, header: list[str], column: str) -> dict[str, int] |
     rows = list(map(methodcaller("split", "\t"), body[1:-1].split("\n")))
     if set(map(len, rows)) - {len(header)}:
         return None
-    values = list(map(itemgetter(header.index(column)), rows))
-    first: dict[str, int] = {}
-    for value in set(values):
-        shown = _unquote(value)
-        first[shown] = min(first.get(shown, len(values)), values.index(value))
-    return {value: index + 2 for value, index in sorted(first.items(), key=itemgetter(1))}
+    first: dict[str, int] = {}  # value → its first line, in the order of those lines (one pass: linear)
+    seen: set[str] = set()
+    for line, value in enumerate(map(itemgetter(header.index(column)), rows), 2):
+        if value not in seen:
+            seen.add(value)
+            first.setdefault(_unquote(value), line)
+    return first
 
 
 def read_columns(path: Path, fmt: str, name: str | None = None) -> list[str]:
