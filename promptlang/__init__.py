@@ -6,12 +6,12 @@ and `analyze` runs all three. None of them imports torch or transformers.
 """
 
 from promptlang.api import Analysis, analyze, load_spec
-from promptlang.builder import build
-from promptlang.checks import check
-from promptlang.diagnostics import Diagnostic, Diagnostics, SpecError
-from promptlang.parser import parse
-from promptlang.source import Source, Span
-from promptlang.spec import Spec
+from promptlang.language.builder import build
+from promptlang.language.checks import check
+from promptlang.language.diagnostics import Diagnostic, Diagnostics, SpecError
+from promptlang.language.parser import parse
+from promptlang.language.source import Source, Span
+from promptlang.language.spec import Spec
 
 __version__ = "0.1.0"
 
@@ -21,7 +21,7 @@ def load(path):
 
     Needs the `train` extra (imports torch and transformers).
     """
-    from promptlang.predictor import load as load_predictor
+    from promptlang.output.predictor import load as load_predictor
 
     return load_predictor(path)
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from promptlang import syntax
-from promptlang.builder import Locations, build
-from promptlang.checks import check
-from promptlang.diagnostics import Diagnostics, SpecError
-from promptlang.overrides import read_overrides
-from promptlang.parser import parse
-from promptlang.source import Source, read_source
-from promptlang.spec import Library, Spec
+from promptlang.language import syntax
+from promptlang.language.builder import Locations, build
+from promptlang.language.checks import check
+from promptlang.language.diagnostics import Diagnostics, SpecError
+from promptlang.language.overrides import read_overrides
+from promptlang.language.parser import parse
+from promptlang.language.source import Source, read_source
+from promptlang.language.spec import Library, Spec
 
 
 @dataclass
@@ -65,7 +65,7 @@ def analyze(source: Source | str | Path, *, tokenizer: bool = False, overrides: 
         return Analysis(source, nodes, None if diagnostics.errors else built.spec, built.locations, diagnostics)
     diagnostics.extend(check(built))
     if tokenizer and not diagnostics.errors:
-        from promptlang.tokenizer_checks import check_tokenization
+        from promptlang.compiler.tokenizer_checks import check_tokenization
 
         diagnostics.extend(check_tokenization(built))
     spec = None if diagnostics.errors else built.spec

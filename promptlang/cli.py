@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 from promptlang import __version__
-from promptlang.diagnostics import Diagnostics, SpecError, render_github, render_json, render_text, summary
+from promptlang.language.diagnostics import Diagnostics, SpecError, render_github, render_json, render_text, summary
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
@@ -183,8 +183,8 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _fmt(args: argparse.Namespace) -> int:
-    from promptlang.fmt import format_source
-    from promptlang.source import read_source
+    from promptlang.language.fmt import format_source
+    from promptlang.language.source import read_source
 
     status = EXIT_OK
     for path in spec_files(args.paths):
@@ -225,7 +225,7 @@ def write_atomically(path: Path, text: str) -> None:
 
 def _dump(args: argparse.Namespace) -> int:
     from promptlang.api import analyze
-    from promptlang.syntax import to_data
+    from promptlang.language.syntax import to_data
 
     if not Path(args.path).is_file():
         raise UsageError(f"not a spec file: {args.path} (dump takes one file)")
@@ -241,10 +241,10 @@ def _dump(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from promptlang.output import OutputError
-    from promptlang.overrides import OverrideError
+    from promptlang.output.guard import OutputError
+    from promptlang.language.overrides import OverrideError
     from promptlang.runner import run
-    from promptlang.store import StoreError
+    from promptlang.stages.store import StoreError
 
     if not Path(args.path).is_file():
         raise UsageError(f"not a spec file: {args.path}")
@@ -259,7 +259,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _prepared(args: argparse.Namespace):
-    from promptlang.overrides import OverrideError
+    from promptlang.language.overrides import OverrideError
     from promptlang.runner import prepare
 
     if not Path(args.path).is_file():
@@ -279,7 +279,7 @@ def _quiet_transformers() -> None:
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from promptlang.render import describe_plan
+    from promptlang.output.render import describe_plan
 
     prepared = _prepared(args)
     print(prepared.plan.model_dump_json(indent=2) if args.json else describe_plan(prepared))
@@ -287,7 +287,7 @@ def _plan(args: argparse.Namespace) -> int:
 
 
 def _render(args: argparse.Namespace) -> int:
-    from promptlang.render import render_examples
+    from promptlang.output.render import render_examples
 
     prepared = _prepared(args)
     print(render_examples(prepared, args.split, args.n))
@@ -295,8 +295,8 @@ def _render(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from promptlang.datafiles import EXTENSIONS
-    from promptlang.predictor import ArtifactError, load
+    from promptlang.language.datafiles import EXTENSIONS
+    from promptlang.output.predictor import ArtifactError, load
 
     artifact, source = Path(args.artifact), Path(args.input)
     if not (artifact / "predictor.json").is_file():
@@ -332,7 +332,7 @@ def _predict(args: argparse.Namespace) -> int:
 
 def _input_rows(source: Path, fmt: str) -> list[dict]:
     """The rows of `predict --input`, or a usage error saying why they cannot be read."""
-    from promptlang.datafiles import DataFileError, read_rows
+    from promptlang.language.datafiles import DataFileError, read_rows
 
     try:
         return read_rows(source, fmt, str(source))
@@ -356,7 +356,7 @@ def tsv_field(text: str) -> str:
 
 
 def _schema(args: argparse.Namespace) -> int:
-    from promptlang.spec import Spec
+    from promptlang.language.spec import Spec
 
     print(json.dumps(Spec.model_json_schema(), indent=2))
     return EXIT_OK

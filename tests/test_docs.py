@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from promptlang import analyze, parse
-from promptlang.source import Source
+from promptlang import analyze
+from promptlang import parse
+from promptlang.language.source import Source
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = (ROOT / "docs" / "language.md").read_text(encoding="utf-8")
@@ -44,8 +45,8 @@ def test_readme_and_reference_say_the_same_about_what_runs():
 
 
 def test_what_runs_names_every_method_and_everything_refused():
-    from promptlang.spec import METHOD_KINDS
-    from promptlang.support import FEATURES
+    from promptlang.language.spec import METHOD_KINDS
+    from promptlang.language.support import FEATURES
 
     paragraph = " ".join(_what_runs(DOC).split())
     runs, refused = paragraph.split("cannot run yet", 1)

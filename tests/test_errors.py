@@ -40,9 +40,9 @@ from pathlib import Path
 import pytest
 
 import promptlang
-import promptlang.fmt
+import promptlang.language.fmt
 from promptlang.cli import main
-from promptlang.diagnostics import Severity
+from promptlang.language.diagnostics import Severity
 
 TABLES = Path(__file__).parent / "errors"
 CASES_FILE = TABLES / "cases.txt"
@@ -172,7 +172,7 @@ def test_error(case: Case, tmp_path: Path):
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_formatter_never_crashes(case: Case, tmp_path: Path):
-    formatted, diagnostics = promptlang.fmt.format_source(promptlang.Source(case.spec, str(tmp_path / SPEC)))
+    formatted, diagnostics = promptlang.language.fmt.format_source(promptlang.Source(case.spec, str(tmp_path / SPEC)))
     assert (formatted is None) == bool(diagnostics.errors)
 
 

@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from promptlang.builder import build
-from promptlang.fmt import comments, format_source
-from promptlang.parser import parse
-from promptlang.source import Source
+from promptlang.language.builder import build
+from promptlang.language.fmt import comments, format_source
+from promptlang.language.parser import parse
+from promptlang.language.source import Source
 
 ROOT = Path(__file__).resolve().parent.parent
 FILES = sorted((ROOT / "specs").rglob("*.prompt")) + sorted((ROOT / "tests" / "golden" / "inputs").glob("*.prompt"))

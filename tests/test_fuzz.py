@@ -7,10 +7,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from promptlang import analyze
-from promptlang.builder import build
-from promptlang.fmt import format_source
-from promptlang.parser import parse
-from promptlang.source import Source
+from promptlang.language.builder import build
+from promptlang.language.fmt import format_source
+from promptlang.language.parser import parse
+from promptlang.language.source import Source
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = [p.read_text(encoding="utf-8") for p in sorted((ROOT / "specs").rglob("*.prompt"))]

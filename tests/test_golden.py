@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from promptlang import analyze
-from promptlang.fmt import format_source
-from promptlang.source import Source
-from promptlang.syntax import to_data
+from promptlang.language.fmt import format_source
+from promptlang.language.source import Source
+from promptlang.language.syntax import to_data
 
 GOLDEN = Path(__file__).parent / "golden"
 INPUTS = sorted((GOLDEN / "inputs").glob("*.prompt"))

@@ -12,7 +12,7 @@ import pytest
 
 from promptlang.api import analyze
 from promptlang.cli import main
-from promptlang.data import DataError, read_splits
+from promptlang.runtime.data import DataError, read_splits
 
 SPEC = """promptlang 1
 

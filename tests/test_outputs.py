@@ -21,9 +21,10 @@ pytest.importorskip("transformers")
 
 import tinymodels  # noqa: E402
 from tinymodels import single_thread  # noqa: E402, F401
-from promptlang import output, runner  # noqa: E402
+from promptlang.output import guard as output
+from promptlang import runner  # noqa: E402
 from promptlang.cli import main  # noqa: E402
-from promptlang.output import MARKER  # noqa: E402
+from promptlang.output.guard import MARKER  # noqa: E402
 
 FINETUNE = "finetune {\n  steps      2\n  batch_size 2\n}"
 
@@ -252,7 +253,7 @@ def test_leftovers_of_dead_runs_are_removed_and_those_of_live_ones_kept(project)
 KILL_BETWEEN_RENAMES = """
 import os, signal, sys
 from pathlib import Path
-from promptlang import output
+from promptlang.output import guard as output
 from promptlang.cli import main
 
 real = os.replace
@@ -372,7 +373,7 @@ def test_predict_with_inputs_it_cannot_use_is_a_usage_error(name, project, capsy
 
 
 def test_progress_lines_name_the_stages_as_the_plan_does(project):
-    from promptlang import plan as p
+    from promptlang.compiler import plan as p
 
     assert run("project/ft.prompt", "--out", "out") == 0
     plan = p.Plan.model_validate_json((project.parent / "out" / "plan.json").read_text(encoding="utf-8"))
@@ -532,8 +533,8 @@ def test_the_untouched_artifacts_predict(artifacts, tmp_path, capsys):
                                          ({"hub": "org/model"}, False), (None, False)])
 def test_a_converted_model_gone_from_the_cache_is_located_again(tmp_path, monkeypatch, spec, found):
     """A zero-shot directory of a GGUF or package model points into the cache; emptied, it is made again."""
-    from promptlang import models
-    from promptlang.predictor import ArtifactError, Info, model_places
+    from promptlang.runtime import models
+    from promptlang.output.predictor import ArtifactError, Info, model_places
 
     again = tmp_path / "converted-again"
     again.mkdir()

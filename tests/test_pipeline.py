@@ -20,10 +20,10 @@ from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 import tinymodels  # noqa: E402
-from promptlang.compiler import compile_pattern, tokenizer_info  # noqa: E402
-from promptlang.data import Example  # noqa: E402
-from promptlang import pipeline  # noqa: E402
-from promptlang.pipeline import TooLong, encode, encode_cached, shortened, transform  # noqa: E402
+from promptlang.compiler.compile import compile_pattern, tokenizer_info  # noqa: E402
+from promptlang.runtime.data import Example  # noqa: E402
+from promptlang.runtime import pipeline  # noqa: E402
+from promptlang.runtime.pipeline import TooLong, encode, encode_cached, shortened, transform  # noqa: E402
 
 LABELS = ["negative", "positive"]
 

@@ -18,7 +18,7 @@ pytest.importorskip("transformers")
 import tinymodels  # noqa: E402
 from promptlang import runner  # noqa: E402
 from promptlang.api import analyze  # noqa: E402
-from promptlang.spec import Spec  # noqa: E402
+from promptlang.language.spec import Spec  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = Path(__file__).parent / "golden" / "plan"

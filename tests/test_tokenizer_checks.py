@@ -21,12 +21,12 @@ pytest.importorskip("transformers")
 pytest.importorskip("tokenizers")
 
 from promptlang.api import analyze  # noqa: E402
-from promptlang.builder import build  # noqa: E402
+from promptlang.language.builder import build  # noqa: E402
 from promptlang.cli import main  # noqa: E402
-from promptlang.parser import parse  # noqa: E402
-from promptlang.source import Source, Span  # noqa: E402
-from promptlang.tokenizer_checks import check_tokenization  # noqa: E402
-from promptlang.tokens import word_tokens  # noqa: E402
+from promptlang.language.parser import parse  # noqa: E402
+from promptlang.language.source import Source, Span  # noqa: E402
+from promptlang.compiler.tokenizer_checks import check_tokenization  # noqa: E402
+from promptlang.compiler.tokens import word_tokens  # noqa: E402
 
 pytestmark = pytest.mark.tokenizer
 

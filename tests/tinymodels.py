@@ -229,9 +229,9 @@ def spec_text(template: str = '"{{ sentence }} It was [MASK]."', words: dict | N
 
 def spec_of(text: str, where: str = "spec.prompt"):
     """The `Spec` built from a spec's text (parse and build only: files need not exist)."""
-    from promptlang.builder import build
-    from promptlang.parser import parse
-    from promptlang.source import Source
+    from promptlang.language.builder import build
+    from promptlang.language.parser import parse
+    from promptlang.language.source import Source
 
     source = Source(text, where)
     nodes, diagnostics = parse(source)

@@ -1,0 +1,115 @@
+"""The compiled plan: plain data (pydantic) that says exactly what a run will do.
+
+A `Plan` holds each pattern compiled against the tokenizer (pieces with token ids, mask
+slots, label words as token-id sequences) and a graph of stages with the work each
+implies. It can be printed, dumped to JSON and compared in tests; nothing here runs a model.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from promptlang.language.spec import Spec
+
+
+class _Plain(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Piece(_Plain):
+    """One compiled template segment."""
+
+    kind: Literal["text", "field", "mask", "demos", "soft", "sep"]
+    ids: list[int] = Field(default_factory=list, description="text: its token ids, as it appears in place")
+    text: str = Field("", description="text: the text; field: empty")
+    name: Optional[str] = Field(None, description="field: the column")
+    transforms: list[str] = Field(default_factory=list)
+    shorten: Optional[Literal["head", "tail"]] = None
+    count: int = Field(0, description="mask: mask tokens in the slot; soft: prompt tokens")
+
+
+class LabelWords(_Plain):
+    """A label's words and their token ids, tokenized as they appear at the mask."""
+
+    label: str
+    words: list[str]
+    ids: list[list[int]]
+
+
+class Pattern(_Plain):
+    """A template compiled for one tokenizer and model family."""
+
+    name: str
+    pieces: list[Piece]
+    target: Optional[list[Piece]] = None
+    labels: list[LabelWords] = Field(default_factory=list)
+    mask_count: int = Field(0, description="K: mask tokens in the slot (0: no mask)")
+    aggregate: Literal["logit_mean", "mean", "max"] = "mean"
+
+
+class Tokenizer(_Plain):
+    """What the runtime needs to know of the tokenizer."""
+
+    name: str
+    vocab_size: int
+    prefix: list[int] = Field(description="special tokens before every input (e.g. [CLS], <bos>)")
+    suffix: list[int] = Field(description="special tokens after every input (e.g. [SEP], </s>)")
+    mask_id: Optional[int] = None
+    pad_id: int = 0
+    sep_id: Optional[int] = None
+    unk_id: Optional[int] = None
+
+
+class Work(_Plain):
+    """What a stage costs."""
+
+    models_trained: int = 0
+    optimizer_steps: int = 0
+    forward_passes: int = 0
+    unlabeled_passes: int = Field(0, description="of the forward passes, those that score unlabeled data")
+    examples_read: int = 0
+
+    def __add__(self, other: "Work") -> "Work":
+        return Work(**{k: getattr(self, k) + getattr(other, k) for k in Work.model_fields})
+
+
+class Stage(_Plain):
+    """One node of the stage graph.
+
+    train / calibrate / evaluate: one pattern for one seed on one data sample. PET and iPET add
+    `label` (iPET: the examples an ensemble of other models labels for one model of the next
+    generation), `ensemble` (the models of one generation combined) and `distill` (the final
+    classifier trained on the ensemble's soft labels); a PET `train` stage also scores test and
+    unlabeled data. `demonstrations` (a spec whose patterns have a [DEMOS] slot): the demonstration
+    pool of one data sample (`train_size` training examples) and the sets drawn from it for evaluation.
+    """
+
+    id: str
+    kind: Literal["demonstrations", "train", "evaluate", "calibrate", "label", "ensemble", "distill"]
+    method: str
+    pattern: Optional[str] = None
+    data_seed: int
+    seed: Optional[int] = None
+    generation: Optional[int] = Field(None, description="iPET generation")
+    train_size: Optional[int] = Field(None, description="examples the stage trains on (labelled, or soft-labelled)")
+    needs: list[str] = Field(default_factory=list)
+    work: Work = Field(default_factory=Work)
+
+
+class Plan(_Plain):
+    """Everything a run does, decided before any model is loaded."""
+
+    spec: Spec
+    family: Literal["masked", "causal", "seq2seq"]
+    tokenizer: Tokenizer
+    patterns: dict[str, Pattern]
+    splits: dict[int, dict[str, int]] = Field(description="data seed → examples per split")
+    stages: list[Stage]
+
+    def total(self) -> Work:
+        total = Work()
+        for stage in self.stages:
+            total = total + stage.work
+        return total

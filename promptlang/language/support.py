@@ -1,0 +1,54 @@
+"""What `promptlang run` cannot run yet: one list, read by the checker (a warning) and the runner (an error).
+
+A feature that the language accepts but the runtime does not build yet is named here once, with
+the spec setting that asks for it, so that `check` warns where `run` would refuse, with the same
+words (and `check --strict` fails on it), and the docs can be tested against the same list.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from promptlang.language import spec as m
+
+
+@dataclass(frozen=True)
+class NotYet:
+    """A feature a spec asks for that `promptlang run` refuses, and where the spec asks for it."""
+
+    feature: str
+    message: str
+    path: tuple
+    hint: str
+
+
+# The features, as the docs name them (tests/test_docs.py holds README.md and docs/language.md to it).
+FEATURES = ("LM-BFF's automatic search", "`select similar`", "text generation")
+
+
+def is_generation(spec: m.Spec) -> bool:
+    """A text-to-text task with no labels: the templates' targets hold data fields, not [MASK]."""
+    return not spec.labels and any(_generates(t) for t in spec.templates.values())
+
+
+def _generates(template: m.Template) -> bool:
+    return bool(template.target) and not any(s.kind == "mask" for s in template.target)
+
+
+def not_yet(spec: m.Spec) -> list[NotYet]:
+    """The features of `spec` that `promptlang run` cannot run yet, in the order the runner meets them."""
+    found = []
+    for name in ("label_word_search", "template_search"):
+        if getattr(spec.method, name, None) is not None:
+            found.append(NotYet(FEATURES[0], f"LM-BFF's automatic search (`{name}`) cannot run yet",
+                                ("method", name),
+                                "remove `label_word_search` and `template_search` to train the templates as written"))
+    if spec.demonstrations and spec.demonstrations.select is m.Selection.similar:
+        found.append(NotYet(FEATURES[1], "`select similar` cannot run yet", ("demonstrations", "select"),
+                            "use `select random`"))
+    generating = [name for name in spec.patterns if _generates(spec.templates[name])] if not spec.labels else []
+    if generating:
+        found.append(NotYet(FEATURES[2], "text generation (a `target` made of data fields) cannot run yet",
+                            ("templates", generating[0], "target"),
+                            "classification specs run: declare `labels` and map them to words with a verbalizer"))
+    return found

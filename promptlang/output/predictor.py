@@ -1,0 +1,288 @@
+"""Predict with a run's output directory: `promptlang.load(path).predict([...])` and `promptlang predict`.
+
+An output directory may come from someone else: everything in it is read as data and checked
+before use (no pickle, no remote code), and a problem is an `ArtifactError` that names the
+directory and what is wrong without repeating what the files say.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal, Optional
+
+import numpy as np
+import pydantic
+import torch
+
+from promptlang.compiler import plan as p
+from promptlang.runtime import session as runtime
+from promptlang.runtime.classifier import Classifier, classifier_inputs
+from promptlang.runtime.data import Example
+from promptlang.runtime.models import family_of
+
+EXTRAS = "extras.safetensors"
+Positive = Annotated[float, pydantic.Field(gt=0, allow_inf_nan=False)]
+TokenId = Annotated[int, pydantic.Field(ge=0)]
+
+
+class ArtifactError(ValueError):
+    """An output directory that cannot be predicted with."""
+
+
+class _Info(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="ignore")
+
+
+class DemoSet(_Info):
+    demos: Optional[list[TokenId]] = None
+    calibration: Optional[list[Positive]] = None
+
+
+class Extras(DemoSet):
+    sets: Optional[list[DemoSet]] = pydantic.Field(None, min_length=1)
+
+
+class Source(_Info):
+    """Where an untrained run's model came from (its weights were not saved)."""
+
+    model: str
+    tokenizer: str
+    spec: Optional[dict] = None  # the spec's `model` block, and the spec's folder its paths are relative to
+    directory: Optional[str] = None
+
+
+class Info(_Info):
+    """predictor.json: how the output directory predicts."""
+
+    method: Literal["zero_shot", "in_context", "finetune", "prompt_finetune", "distilled"]
+    family: Literal["masked", "causal", "seq2seq"]
+    pattern: Optional[str] = None
+    labels: list[str] = pydantic.Field(min_length=1)
+    extras: Extras = Extras()
+    max_length: Optional[int] = pydantic.Field(None, gt=0)
+    source: Optional[Source] = None
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str
+    probabilities: dict[str, float]
+
+
+def save_extras(directory: Path, outcome) -> dict:
+    """Write an outcome's tensors (classifier head, soft prompt) and return its JSON-able extras."""
+    from safetensors.torch import save_file
+
+    tensors = {k: v.contiguous() for k, v in outcome.extras.items() if isinstance(v, torch.Tensor)}
+    if tensors:
+        save_file(tensors, str(directory / EXTRAS))
+    return {k: v for k, v in outcome.extras.items() if not isinstance(v, torch.Tensor)}
+
+
+def _shown(text: str) -> str:
+    """A path from a file, shown only when it holds nothing but printable characters."""
+    return text if text.isprintable() and len(text) < 300 else "(a path that cannot be shown)"
+
+
+def read_json(directory: Path, name: str, model: type[pydantic.BaseModel]):
+    """A JSON file of the output directory, validated as `model`.
+
+    Raises:
+        ArtifactError: it is missing, unreadable, not JSON, or not what promptlang writes.
+    """
+    try:
+        text = (directory / name).read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ArtifactError(f"{directory}: {name} is not UTF-8 text") from None
+    except OSError as error:
+        raise ArtifactError(f"{directory}: cannot read {name} ({error.strerror or type(error).__name__})") from None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise ArtifactError(f"{directory}: {name} is not JSON") from None
+    try:
+        return model.model_validate(data)
+    except pydantic.ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(x) for x in first["loc"])
+        what = (f"`{where}` is missing" if first["type"] == "missing" else f"`{where}` is not valid") if where \
+            else "it is not a JSON object"
+        raise ArtifactError(f"{directory}: {name} is not what promptlang writes ({what}); "
+                            f"run the spec again to write the directory anew") from None
+
+
+def check_info(directory: Path, info: Info, plan: p.Plan) -> None:
+    """predictor.json agrees with plan.json."""
+    if info.labels != plan.spec.labels:
+        raise ArtifactError(f"{directory}: the labels in predictor.json are not those of plan.json")
+    if info.method not in ("finetune", "distilled") and info.pattern not in plan.patterns:
+        raise ArtifactError(f"{directory}: predictor.json names a pattern that plan.json does not have")
+    for one in info.extras.sets or [info.extras]:
+        if one.calibration is not None and len(one.calibration) != len(info.labels):
+            raise ArtifactError(f"{directory}: a calibration in predictor.json does not have one value per label")
+
+
+def model_places(directory: Path, info: Info) -> tuple[str, str, bool]:
+    """(model, tokenizer, saved): what `from_pretrained` loads, and whether it is the saved `model/`."""
+    if info.source is None:
+        if not (directory / "model").is_dir():
+            raise ArtifactError(f"{directory}: the model folder {directory / 'model'} is missing")
+        return str(directory / "model"), str(directory / "model"), True
+    source = info.source
+    gone = [where for where in (source.model, source.tokenizer) if Path(where).is_absolute() and not Path(where).is_dir()]
+    if gone:
+        located = _locate_again(source)  # a converted GGUF model or a joined package: the cache was emptied
+        if located is None:
+            raise ArtifactError(f"{directory}: the model it was run with is not at {_shown(gone[0])} any more "
+                                "(run the spec again)")
+        return located, (located if source.tokenizer == source.model else source.tokenizer), False
+    return source.model, source.tokenizer, False
+
+
+def _locate_again(source: Source) -> str | None:
+    """Where the spec's `gguf` or `package` model is now (made again in the cache), or None."""
+    from promptlang.language import spec as m
+    from promptlang.runtime.models import ModelError, locate
+
+    if not source.spec or not source.directory or not ({"gguf", "package"} & set(source.spec)):
+        return None
+    try:
+        return locate(m.Model.model_validate(source.spec), Path(source.directory)).name
+    except (ModelError, OSError, ValueError):
+        return None
+
+
+def load_weights(directory: Path, info: Info):
+    """(tokenizer, model) saved in `model/`, or for an untrained run from where its model came from."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, AutoModelForSeq2SeqLM
+    from transformers import AutoTokenizer
+
+    loader = {"masked": AutoModelForMaskedLM, "causal": AutoModelForCausalLM,
+              "seq2seq": AutoModelForSeq2SeqLM}[info.family]
+    model_at, tokenizer_at, saved = model_places(directory, info)
+    try:
+        config = AutoConfig.from_pretrained(model_at, trust_remote_code=False)
+        if family_of(config) != info.family:
+            raise ArtifactError(f"{directory}: predictor.json says the model is {info.family}, "
+                                f"but it is {family_of(config)}")
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_at, trust_remote_code=False)
+        model = loader.from_pretrained(model_at, config=config, dtype=torch.float32, trust_remote_code=False,
+                                       **({"use_safetensors": True} if saved else {}))
+    except ArtifactError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as error:
+        raise ArtifactError(f"{directory}: cannot load the model from {_shown(model_at)} "
+                            f"({type(error).__name__})") from None
+    return tokenizer, model.eval()
+
+
+def load_tensors(directory: Path) -> dict[str, torch.Tensor]:
+    """extras.safetensors (classifier head, soft prompt), {} when there is none."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = directory / EXTRAS
+    if not path.exists():
+        return {}
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError):
+        raise ArtifactError(f"{directory}: {EXTRAS} is not a safetensors file") from None
+
+
+def _need(directory: Path, tensors: dict, name: str, shape: tuple, what: str) -> torch.Tensor:
+    """`tensors[name]`, which must have `shape`."""
+    if name not in tensors:
+        raise ArtifactError(f"{directory}: {EXTRAS} has no `{name}` ({what})")
+    if tuple(tensors[name].shape) != shape or not tensors[name].is_floating_point():
+        raise ArtifactError(f"{directory}: `{name}` in {EXTRAS} does not fit the model "
+                            f"(it must be {' × '.join(map(str, shape))} numbers)")
+    return tensors[name].float()
+
+
+class Predictor:
+    """A trained (or zero-shot) classifier loaded from a run's output directory."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.info = read_json(self.path, "predictor.json", Info)
+        plan = read_json(self.path, "plan.json", p.Plan)
+        check_info(self.path, self.info, plan)
+        tokenizer, model = load_weights(self.path, self.info)
+        if self.info.method == "distilled":  # PET's final classifier may sit on another model
+            from promptlang.compiler.compile import tokenizer_info
+
+            plan = plan.model_copy(update={"family": self.info.family, "tokenizer": tokenizer_info(tokenizer)})
+        self.session = runtime.Session(plan, tokenizer, model, cache=None, log=lambda text: None)
+        self.classifier, self.soft = self._trained_parts(load_tensors(self.path))
+        self._check_demos()
+
+    def _trained_parts(self, tensors: dict):
+        """The classifier head (finetune, distilled) or the soft prompt (when the pattern has one)."""
+        session, size = self.session, self.session.model.config.get_text_config().hidden_size
+        if self.info.method in ("finetune", "distilled"):
+            classifier = Classifier(session.model, session.family, len(self.labels))
+            classes = len(self.labels)
+            head = {"weight": _need(self.path, tensors, "head.weight", (classes, size), "the classifier head"),
+                    "bias": _need(self.path, tensors, "head.bias", (classes,), "the classifier head")}
+            classifier.head.load_state_dict(head)
+            return classifier, None
+        count = sum(x.count for x in session.plan.patterns[self.info.pattern].pieces if x.kind == "soft")
+        if not count:
+            return None, None
+        soft = runtime.scoring.SoftPrompt(session.model, count)
+        soft.weight.data.copy_(_need(self.path, tensors, "soft", (count, size), "the soft prompt"))
+        return None, soft
+
+    def _check_demos(self) -> None:
+        vocabulary = self.session.model.get_input_embeddings().num_embeddings
+        for one in self.info.extras.sets or [self.info.extras]:
+            if any(i >= vocabulary for i in one.demos or []):
+                raise ArtifactError(f"{self.path}: the demonstrations in predictor.json are not token ids "
+                                    "of the model")
+
+    @property
+    def labels(self) -> list[str]:
+        return self.session.spec.labels
+
+    def _examples(self, inputs) -> list[Example]:
+        columns = self.session.spec.data.text
+        return [Example(dict(item)) if isinstance(item, dict) else Example({columns[0]: str(item)})
+                for item in inputs]
+
+    @torch.no_grad()
+    def probabilities(self, inputs) -> np.ndarray:
+        """Label probabilities (N, C) for texts (the first text column) or dicts of columns."""
+        session, examples = self.session, self._examples(inputs)
+        method = session.spec.method
+        if self.classifier is not None:
+            ids = classifier_inputs(session, examples, self.info.max_length or method.max_length)
+            padded, attention = runtime.scoring.pad(ids, session.plan.tokenizer.pad_id)
+            return torch.softmax(self.classifier(padded, attention), dim=1).numpy()
+        pattern = session.plan.patterns[self.info.pattern]
+        total = 0
+        sets = self.info.extras.sets or [self.info.extras]
+        for one in sets:
+            demos = [one.demos] * len(examples) if one.demos else None
+            encoded = session.encode(pattern, examples, method.max_length, demos)
+            probs = runtime.probabilities(session, pattern, encoded, method.eval_batch_size, self.soft)
+            if one.calibration:
+                probs = runtime.calibrate(probs, np.array(one.calibration))
+            total = total + probs
+        return total / len(sets)
+
+    def predict(self, inputs) -> list[Prediction]:
+        """The predicted label and label probabilities for each input."""
+        probs = self.probabilities(inputs)
+        return [Prediction(self.labels[int(row.argmax())], dict(zip(self.labels, map(float, row)))) for row in probs]
+
+
+def load(path: str | Path) -> Predictor:
+    """Load a run's output directory for prediction.
+
+    Raises:
+        ArtifactError: the directory cannot be predicted with (what is wrong, never what its files say).
+    """
+    return Predictor(path)

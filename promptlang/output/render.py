@@ -1,0 +1,150 @@
+"""Text views of a plan: `promptlang plan` (stages and their cost) and `promptlang render` (examples as tokens)."""
+
+from __future__ import annotations
+
+from promptlang.compiler import plan as p
+from promptlang.compiler.compile import continuation_scored, mask_ends_input
+from promptlang.runtime.pipeline import encode
+
+
+def _piece(piece: p.Piece) -> str:
+    if piece.kind == "text":
+        return repr(piece.text)
+    if piece.kind == "field":
+        filters = "".join(f" | {t}" for t in piece.transforms) + (f" | shorten({piece.shorten})" if piece.shorten else "")
+        return f"{{{{ {piece.name}{filters} }}}}"
+    if piece.kind in ("mask", "soft"):
+        return f"[{piece.kind.upper()}×{piece.count}]"
+    return f"[{piece.kind.upper()}]"
+
+
+def _shown(token: str) -> str:
+    return token.replace("\n", "\\n").replace("\t", "\\t").replace("\r", "\\r")
+
+
+def label_words(pattern: p.Pattern, tokenizer) -> list[str]:
+    """One line per label: each word, its token ids and tokens."""
+    return [f"{lw.label} → " + "; ".join(f"\"{w}\" {ids} {' '.join(tokenizer.convert_ids_to_tokens(ids))}"
+                                        for w, ids in zip(lw.words, lw.ids)) for lw in pattern.labels]
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}" if n == 1 else f"{n} {what.replace('model ', 'models ').replace('step', 'steps').replace('pass', 'passes')}"
+
+
+def _work(work: p.Work) -> str:
+    parts = []
+    if work.models_trained:
+        parts.append(_count(work.models_trained, "model trained"))
+    if work.optimizer_steps:
+        parts.append(_count(work.optimizer_steps, "optimizer step"))
+    if work.forward_passes:
+        over = f" ({work.unlabeled_passes} over unlabeled data)" if work.unlabeled_passes else ""
+        parts.append(_count(work.forward_passes, "forward pass") + over)
+    if work.examples_read:
+        parts.append(f"{work.examples_read} examples read")
+    return ", ".join(parts) or "no model work"
+
+
+def _cost(stage: p.Stage, spec=None) -> str:
+    """What a stage does and costs, in a line (`spec`: for what a `demonstrations` stage selects)."""
+    if stage.kind == "demonstrations" and spec is not None:
+        demos = spec.demonstrations
+        fresh = "; training draws a new set for each example each time, never the example itself" \
+            if spec.method.kind in ("prompt_finetune", "pet", "ipet") else ""
+        first = stage.data_seed * 1000
+        seeds = f"seeds {first}..{first + demos.sets - 1}" if demos.sets > 1 else f"seed {first}"
+        return (f"{demos.per_label} per label, drawn from the {stage.train_size} training examples; "
+                f"{demos.sets} set{'s' if demos.sets > 1 else ''} for evaluation ({seeds}){fresh}")
+    if stage.kind == "label":
+        return f"labels {stage.train_size} unlabeled examples; {_work(stage.work)}"
+    if stage.kind in ("train", "distill") and stage.train_size is not None:
+        what = "soft-labelled examples" if stage.kind == "distill" else "examples"
+        head = f"on {stage.train_size} {what}" if stage.train_size else "zero-shot (no training examples)"
+        return f"{head}; {_work(stage.work)}"
+    return _work(stage.work)
+
+
+def _needs(needs: list[str]) -> str:
+    return ", ".join(needs) if len(needs) <= 3 else f"{', '.join(needs[:2])} and {len(needs) - 2} more"
+
+
+def describe_plan(prepared) -> str:
+    """The plan as a reader wants it: model, data, patterns, stages and the total work."""
+    plan, tokenizer = prepared.plan, prepared.tokenizer
+    kind, value = plan.spec.model.source
+    lines = [f"model: {kind} {value} ({plan.family}); tokenizer: {plan.tokenizer.vocab_size} tokens",
+             "data: " + "; ".join(f"seed {seed}: " + ", ".join(f"{k} {v}" for k, v in counts.items())
+                                  for seed, counts in plan.splits.items())]
+    for name, pattern in plan.patterns.items():
+        lines.append(f"pattern {name}: " + " ".join(_piece(x) for x in pattern.pieces))
+        lines += [f"  {line}" for line in label_words(pattern, tokenizer)]
+        lines += [f"  {line}" for line in _scoring_note(pattern, plan.family)]
+    lines.append("stages:")
+    for stage in plan.stages:
+        after = f"  (after {_needs(stage.needs)})" if stage.needs else ""
+        lines.append(f"  {stage.id:<36} {_cost(stage, plan.spec)}{after}")
+    lines.append(f"total: {_work(plan.total())}")
+    return "\n".join(lines)
+
+
+def _scoring_note(pattern: p.Pattern, family: str) -> list[str]:
+    """Why a causal pattern costs one sequence per label word and example, when it does."""
+    if not continuation_scored(pattern, family):
+        return []
+    words = sum(len(lw.ids) for lw in pattern.labels)
+    if not mask_ends_input(pattern):
+        return [f"scored with the text after the mask: each label word and what follows it is its own sequence, "
+                f"{words} per example (a template that ends with the mask, with one-token words, needs 1)"]
+    return [f"scored token by token: a label word of several tokens is its own sequence, {words} per example "
+            f"(one-token words need 1)"]
+
+
+def render_classifier_inputs(prepared, split: str, n: int) -> str:
+    """The first `n` examples of a split as `finetune`'s classifier reads them (no pattern): text, tokens."""
+    from promptlang.runtime.classifier import classifier_inputs
+    from promptlang.runtime.session import Session
+
+    plan, tokenizer = prepared.plan, prepared.tokenizer
+    seed = next(iter(prepared.splits))
+    examples = getattr(prepared.splits[seed], split)[:n]
+    inputs = classifier_inputs(Session(plan, tokenizer, None), examples, plan.spec.method.max_length)
+    out = [f"classifier input (`{plan.spec.method.kind}` has no pattern: a classification head reads the text "
+           f"fields {', '.join(plan.spec.data.text)})"]
+    for i, (example, ids) in enumerate(zip(examples, inputs)):
+        out += [f"  {split} example {i + 1}" + (f" (label {example.label})" if example.label else ""),
+                f"    text:   {tokenizer.decode(ids)!r}",
+                f"    tokens: {' '.join(_shown(t) for t in tokenizer.convert_ids_to_tokens(ids))}",
+                f"    length: {len(ids)} tokens"]
+    return "\n".join(out)
+
+
+def render_examples(prepared, split: str, n: int) -> str:
+    """The first `n` examples of a split through every pattern: text, tokens, masks, label words
+    (for `finetune`, which has no pattern, the classifier's input)."""
+    plan, tokenizer = prepared.plan, prepared.tokenizer
+    if not plan.patterns:
+        return render_classifier_inputs(prepared, split, n)
+    seed = next(iter(prepared.splits))
+    examples = getattr(prepared.splits[seed], split)[:n]
+    max_length = getattr(plan.spec.method, "max_length", 256)
+    out = []
+    demos = None
+    if plan.spec.demonstrations is not None:
+        from promptlang.runtime.session import Session, demonstrations
+
+        demos = [demonstrations(Session(plan, tokenizer, None), prepared.splits[seed], seed * 1000)] * len(examples)
+    for name, pattern in plan.patterns.items():
+        shown = demos if any(x.kind == "demos" for x in pattern.pieces) else None
+        encoded = encode(pattern, examples, tokenizer, plan.tokenizer, max_length, plan.spec.labels, plan.family,
+                         shown)
+        out.append(f"pattern {name}  (label words: " + "; ".join(label_words(pattern, tokenizer)) + ")")
+        for i, example in enumerate(examples):
+            ids, at = encoded.ids[i], encoded.mask_at[i]
+            masks = list(range(at, at + encoded.mask_count)) if at >= 0 else []
+            out += [f"  {split} example {i + 1}" + (f" (label {example.label})" if example.label else ""),
+                    f"    text:   {tokenizer.decode(ids)!r}",
+                    f"    tokens: {' '.join(_shown(t) for t in tokenizer.convert_ids_to_tokens(ids))}",
+                    f"    length: {len(ids)} tokens; masks at {masks}"]
+        out.append("")
+    return "\n".join(out).rstrip()

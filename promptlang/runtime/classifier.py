@@ -1,0 +1,108 @@
+"""The classification head of standard fine-tuning and of PET's distilled model: a linear layer on the
+language model's base, its inputs (the text fields with the tokenizer's special tokens), training and logits."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+import torch
+
+from promptlang.runtime import scoring
+from promptlang.language import spec as m
+from promptlang.runtime.data import Example
+from promptlang.runtime.pipeline import shortened, text_ids
+from promptlang.compiler.tokens import ids_of, special_tokens
+from promptlang.runtime.training import History, fit, progress
+
+if TYPE_CHECKING:
+    from promptlang.runtime.session import Session
+
+
+class Classifier(torch.nn.Module):
+    """A linear classification head on the language model's base: first token (encoders),
+    last token (decoders) or the mean (encoder-decoders)."""
+
+    def __init__(self, model, family: str, labels: int):
+        super().__init__()
+        self.model, self.family = model, family
+        size = model.config.get_text_config().hidden_size
+        self.head = torch.nn.Linear(size, labels)
+        torch.nn.init.normal_(self.head.weight, std=0.02)
+        torch.nn.init.zeros_(self.head.bias)
+
+    def forward(self, ids: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
+        if self.family == "seq2seq":
+            hidden = self.model.get_encoder()(input_ids=ids, attention_mask=attention).last_hidden_state
+            pooled = (hidden * attention.unsqueeze(-1)).sum(1) / attention.sum(1, keepdim=True)
+        else:
+            hidden = scoring.hidden_states(self.model, ids, attention)  # (B, L, H)
+            index = torch.zeros(len(ids), dtype=torch.long) if self.family == "masked" else attention.sum(1) - 1
+            pooled = hidden[torch.arange(len(ids)), index]  # (B, H)
+        return self.head(pooled)  # (B, C)
+
+
+def classifier_inputs(session: Session, examples: list[Example], max_length: int) -> list[list[int]]:
+    """The examples' text fields as one (or a pair of) segment(s) with the tokenizer's special tokens.
+
+    The text never becomes a special token (`pipeline.text_ids`); an input over `max_length`
+    loses tokens from the end of its longer segment (PET's rule).
+    """
+    tokenizer, columns = session.tokenizer, session.spec.data.text
+    first = text_ids(tokenizer, [e.fields.get(columns[0], "") for e in examples])
+    if len(columns) == 1:
+        prefix, suffix = special_tokens(tokenizer)
+        return [prefix + row[: max(0, max_length - len(prefix) - len(suffix))] + suffix for row in first]
+    second = text_ids(tokenizer, [" ".join(e.fields.get(c, "") for c in columns[1:]) for e in examples])
+    before, between, after = pair_parts(tokenizer)
+    out = []
+    for a, b in zip(first, second):
+        excess = len(before) + len(a) + len(between) + len(b) + len(after) - max_length
+        keep_a, keep_b = shortened([len(a), len(b)], min(excess, len(a) + len(b))) if excess > 0 else (len(a), len(b))
+        out.append(before + a[:keep_a] + between + b[:keep_b] + after)
+    return out
+
+
+def pair_parts(tokenizer) -> tuple[list[int], list[int], list[int]]:
+    """The special ids the tokenizer puts before, between and after the two segments of a pair."""
+    plain = ids_of(tokenizer, "a")
+    full = tokenizer("a", "a")["input_ids"]
+    starts = [i for i in range(len(full) - len(plain) + 1) if full[i : i + len(plain)] == plain]
+    if len(starts) < 2:
+        prefix, suffix = special_tokens(tokenizer)
+        return prefix, [], suffix
+    first, second = starts[0], starts[-1]
+    return full[:first], full[first + len(plain) : second], full[second + len(plain):]
+
+
+def train_classifier(session: Session, examples: list[Example], loss: Callable[[torch.Tensor, list[int]], torch.Tensor],
+                     settings: m.Training, dev: list[Example], seed: int,
+                     where: tuple = ("method",)) -> tuple[Classifier, History]:
+    """A new classification head on the session's model, trained on `examples` with `loss(logits, rows)`;
+    the state with the best dev accuracy is kept when there are dev examples (`where`: the spec path
+    of `settings`)."""
+    classifier = Classifier(session.model, session.family, len(session.spec.labels))
+    inputs = classifier_inputs(session, examples, settings.max_length)
+    dev = [e for e in dev if e.label in session.spec.labels]
+    dev_labels = [session.spec.labels.index(e.label) for e in dev]
+
+    def loss_of(rows: list[int]) -> torch.Tensor:
+        ids, attention = scoring.pad([inputs[r] for r in rows], session.plan.tokenizer.pad_id)
+        return loss(classifier(ids, attention), rows)
+
+    evaluate = (lambda: float((classifier_logits(session, classifier, dev, settings).argmax(1) == np.array(dev_labels)).mean())) \
+        if dev else None
+    history = fit(classifier, loss_of, len(inputs), settings, seed, evaluate, progress(session.log), where)
+    return classifier, history
+
+
+@torch.no_grad()
+def classifier_logits(session: Session, classifier: Classifier, examples: list[Example],
+                      settings: m.Training) -> np.ndarray:
+    """The classifier's logits (N, C) for some examples."""
+    inputs = classifier_inputs(session, examples, settings.max_length)
+    out = []
+    for start in range(0, len(inputs), settings.eval_batch_size):
+        ids, attention = scoring.pad(inputs[start : start + settings.eval_batch_size], session.plan.tokenizer.pad_id)
+        out.append(classifier(ids, attention).float())
+    return torch.cat(out).numpy() if out else np.zeros((0, len(session.spec.labels)), dtype=np.float32)

@@ -1,0 +1,187 @@
+"""The training loop: one explicit loop — forward, loss, backward, clip, step, log — read top to bottom."""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from promptlang.language import spec as m
+
+
+@dataclass
+class History:
+    """What happened during training: the loss at each optimizer step and the dev score at each epoch."""
+
+    losses: list[float] = field(default_factory=list)
+    dev: list[float] = field(default_factory=list)
+    best_epoch: int | None = None
+
+
+def total_steps(settings: m.Training, n_examples: int) -> int:
+    """Optimizer steps: `steps`, or `epochs` (default 1) passes over the examples."""
+    if settings.steps:
+        return settings.steps
+    per_step = settings.batch_size * settings.grad_accum
+    return (settings.epochs or 1) * max(1, math.ceil(n_examples / per_step))
+
+
+def is_norm(module: torch.nn.Module) -> bool:
+    """A normalisation layer: LayerNorm, GroupNorm, batch norm, or a model's own RMSNorm-like class
+    (Llama's `LlamaRMSNorm`, T5's `T5LayerNorm`, Gemma's `GemmaRMSNorm`: class names ending in `Norm`)."""
+    kinds = (torch.nn.LayerNorm, torch.nn.GroupNorm, torch.nn.modules.batchnorm._NormBase)
+    return isinstance(module, kinds) or type(module).__name__.endswith("Norm")
+
+
+def decay_groups(module: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """The trainable parameters in two optimizer groups: with weight decay, and without it for
+    biases (names containing `bias`) and normalisation layers' weights, as BERT and Hugging Face do."""
+    exempt = {id(p) for sub in module.modules() if is_norm(sub) for p in sub.parameters(recurse=False)}
+    decay, plain = [], []
+    for name, parameter in module.named_parameters():
+        if parameter.requires_grad:
+            skip = id(parameter) in exempt or "bias" in name
+            (plain if skip else decay).append(parameter)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": plain, "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]
+
+
+def optimizer_for(settings: m.Training, module: torch.nn.Module) -> torch.optim.Optimizer:
+    """The spec's optimizer over `module`'s trainable parameters (weight decay as `decay_groups` says)."""
+    groups = decay_groups(module, settings.weight_decay)
+    kinds = {m.Optimizer.sgd: torch.optim.SGD, m.Optimizer.adam: torch.optim.Adam}
+    return kinds.get(settings.optimizer, torch.optim.AdamW)(groups, lr=settings.learning_rate)
+
+
+def hinge_loss(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """PET's loss for multi-token label words: Σ over wrong labels of max(0, 1 − s_gold + s_wrong),
+    averaged over the batch; `scores` (B, C) are the labels' sequence log-scores (sums of token
+    log-probabilities), which are no distribution over the labels."""
+    gold = scores.gather(1, targets.unsqueeze(1))  # (B, 1)
+    margins = (1 - gold + scores).clamp(min=0)  # (B, C)
+    wrong = torch.ones_like(margins).scatter(1, targets.unsqueeze(1), 0.0)  # (B, C): 0 at the gold label
+    return (margins * wrong).sum(dim=1).mean()
+
+
+def multi_token_loss(method) -> m.MultiTokenLoss:
+    """The label loss for patterns with multi-token words: the spec's, else hinge for PET and iPET
+    (as PET's code trains them), cross-entropy for prompt_finetune."""
+    if method.loss.multi_token is not None:
+        return method.loss.multi_token
+    return m.MultiTokenLoss.hinge if method.kind in ("pet", "ipet") else m.MultiTokenLoss.ce
+
+
+def schedule_for(settings: m.Training, optimizer, steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up over `warmup` of the steps, then linear decay / constant / cosine."""
+    warm = int(settings.warmup * steps)
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        progress = (step - warm) / max(1, steps - warm)
+        if settings.schedule is m.Schedule.constant:
+            return 1.0
+        if settings.schedule is m.Schedule.cosine:
+            return 0.5 * (1 + math.cos(math.pi * progress))
+        return max(0.0, 1 - progress)
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def fit(module: torch.nn.Module, loss_of: Callable[[list[int]], torch.Tensor], n_examples: int,
+        settings: m.Training, seed: int, evaluate: Callable[[], float] | None = None,
+        progress: Callable[[int, int, float], None] | None = None, where: tuple = ("method",)) -> History:
+    """Train `module` on examples 0..n-1, keeping the last state or (`select_model dev`) the best on dev.
+
+    Args:
+        module: everything that trains (its parameters with requires_grad).
+        loss_of: the mean loss of a batch of example indices.
+        n_examples: how many training examples there are.
+        settings: optimizer, schedule, batch size, steps or epochs, clipping.
+        seed: shuffles the batches.
+        evaluate: the dev score after each epoch (higher is better); None, or `select_model last`:
+            keep the last state and evaluate nothing.
+        progress: called after each optimizer step with (step, total, loss).
+        where: the spec path of `settings` (for locating an error).
+
+    Raises:
+        ValueError: there are no training examples (no batch would ever make a step).
+        runtime.RunError: the loss became infinite or NaN (located at the learning rate).
+    """
+    if n_examples < 1:
+        raise ValueError("no training examples")
+    rng = random.Random(seed)
+    steps = total_steps(settings, n_examples)
+    optimizer = optimizer_for(settings, module)
+    if settings.select_model is m.ModelSelection.last:
+        evaluate = None  # a fixed number of steps, as in PET: the dev data is not looked at
+    schedule = schedule_for(settings, optimizer, steps)
+    history, best, best_state = History(), -math.inf, None
+    step, epoch = 0, 0
+    per_epoch = math.ceil(math.ceil(n_examples / settings.batch_size) / settings.grad_accum)
+    epochs = math.ceil(steps / max(per_epoch, 1))
+    every = max(1, math.ceil(epochs / 10))  # evaluate on dev at most about ten times
+    module.train()
+    while step < steps:
+        order = list(range(n_examples))
+        rng.shuffle(order)
+        batches = [order[i : i + settings.batch_size] for i in range(0, n_examples, settings.batch_size)]
+        for start in range(0, len(batches), settings.grad_accum):
+            group = batches[start : start + settings.grad_accum]
+            total = 0.0
+            for batch in group:
+                loss = loss_of(batch) * len(batch) / sum(len(b) for b in group)
+                loss.backward()
+                total += float(loss.detach())
+            if not math.isfinite(total):
+                raise diverged(total, step + 1, steps, settings, where)
+            if settings.max_grad_norm:
+                torch.nn.utils.clip_grad_norm_(module.parameters(), settings.max_grad_norm)
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            history.losses.append(total)
+            if progress:
+                progress(step, steps, total)
+            if step == steps:
+                break
+        epoch += 1
+        if evaluate is not None and (epoch % every == 0 or step == steps):
+            module.eval()
+            score = evaluate()
+            module.train()
+            history.dev.append(score)
+            if score > best:
+                best, history.best_epoch = score, epoch
+                best_state = copy.deepcopy({k: v.detach().clone() for k, v in module.state_dict().items()})
+    module.eval()
+    if best_state is not None:
+        module.load_state_dict(best_state)
+    return history
+
+
+def diverged(loss: float, step: int, steps: int, settings: m.Training, where: tuple) -> Exception:
+    """The error for a loss that is no longer a number: most often a learning rate too high for the model."""
+    from promptlang.runtime.session import RunError  # (runtime imports this module)
+
+    clip = "" if settings.max_grad_norm else ", or clip gradients with `max_grad_norm 1.0`"
+    return RunError(f"training diverged: the loss became {loss} at optimizer step {step} of {steps}",
+                    (*where, "learning_rate"),
+                    f"lower `learning_rate` (it is {settings.learning_rate:g}){clip}")
+
+
+def progress(log: Callable[[str], None]) -> Callable[[int, int, float], None]:
+    """A `fit` progress callback: about ten lines with the step, the loss and the time left."""
+    started = time.time()
+
+    def report(step: int, steps: int, loss: float) -> None:
+        if step == steps or step % max(1, steps // 10) == 0:
+            left = (time.time() - started) / step * (steps - step)
+            log(f"    step {step}/{steps}  loss {loss:.4f}  eta {left:.0f} s")
+    return report
