@@ -12,8 +12,7 @@ from promptlang.language.diagnostics import Diagnostic, Diagnostics, SpecError
 from promptlang.language.parser import parse
 from promptlang.language.source import Source, Span
 from promptlang.language.spec import Spec
-
-__version__ = "0.1.0"
+from promptlang.version import __version__
 
 
 def load(path):

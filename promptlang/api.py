@@ -11,7 +11,8 @@ from promptlang.language.checks import check
 from promptlang.language.diagnostics import Diagnostics, SpecError
 from promptlang.language.overrides import read_overrides
 from promptlang.language.parser import parse
-from promptlang.language.source import Source, read_source
+from promptlang.language.reader import read_source
+from promptlang.language.source import Source
 from promptlang.language.spec import Library, Spec
 
 

@@ -58,7 +58,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"promptlang {__version__}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", dest="command")
+    for add in (_add_check, _add_fmt, _add_dump, _add_run, _add_plan, _add_render, _add_predict, _add_schema):
+        add(commands)
+    return parser
 
+
+def _add_check(commands) -> None:
     check = commands.add_parser(
         "check", help="check specs for errors (exit 1 if any)",
         description="Parse, build and check specs; report every problem with its file, line and column. "
@@ -73,6 +78,8 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("-q", "--quiet", action="store_true", help="print problems only, no summary line")
     check.set_defaults(run=_check)
 
+
+def _add_fmt(commands) -> None:
     fmt = commands.add_parser(
         "fmt", help="rewrite specs in the canonical layout",
         description="Rewrite specs in one canonical layout (comments kept). With --check, change nothing "
@@ -82,6 +89,8 @@ def _parser() -> argparse.ArgumentParser:
     fmt.add_argument("--diff", action="store_true", help="print what would change; write nothing")
     fmt.set_defaults(run=_fmt)
 
+
+def _add_dump(commands) -> None:
     dump = commands.add_parser(
         "dump", help="print a spec after one front-end stage, as JSON",
         description="Print the syntax nodes (with positions) or the validated spec model of a file as JSON.")
@@ -89,6 +98,8 @@ def _parser() -> argparse.ArgumentParser:
     dump.add_argument("--stage", choices=["nodes", "spec"], default="spec", help="which stage's output")
     dump.set_defaults(run=_dump)
 
+
+def _add_run(commands) -> None:
     run = commands.add_parser(
         "run", help="train and evaluate a spec (needs the train extra)",
         description="Compile a spec, run every stage (train, evaluate), print a results table and write the "
@@ -106,6 +117,8 @@ def _parser() -> argparse.ArgumentParser:
                           "(default: $PROMPTLANG_CACHE/stages)")
     run.set_defaults(run=_run)
 
+
+def _add_plan(commands) -> None:
     plan = commands.add_parser(
         "plan", help="show what a run would do, and what it costs",
         description="Compile a spec against its tokenizer and print the plan: the patterns as tokens, the "
@@ -116,6 +129,8 @@ def _parser() -> argparse.ArgumentParser:
     _add_overrides(plan)
     plan.set_defaults(run=_plan)
 
+
+def _add_render(commands) -> None:
     render = commands.add_parser(
         "render", help="show examples as the model will see them",
         description="Render the first examples through each pattern: the text, the tokens, where the masks "
@@ -126,6 +141,8 @@ def _parser() -> argparse.ArgumentParser:
     _add_overrides(render)
     render.set_defaults(run=_render)
 
+
+def _add_predict(commands) -> None:
     predict = commands.add_parser(
         "predict", help="predict labels with a run's output directory",
         description="Load the model a `promptlang run` saved and predict labels for the rows of a data file "
@@ -135,10 +152,11 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--output", metavar="FILE", help="where to write the predictions (default: stdout)")
     predict.set_defaults(run=_predict)
 
+
+def _add_schema(commands) -> None:
     schema = commands.add_parser("schema", help="print the JSON Schema of the spec model",
                                  description="Print the JSON Schema of a validated spec.")
     schema.set_defaults(run=_schema)
-    return parser
 
 
 def _add_overrides(parser: argparse.ArgumentParser, help: str = "override a setting, as for `run`") -> None:
@@ -184,7 +202,7 @@ def _check(args: argparse.Namespace) -> int:
 
 def _fmt(args: argparse.Namespace) -> int:
     from promptlang.language.fmt import format_source
-    from promptlang.language.source import read_source
+    from promptlang.language.reader import read_source
 
     status = EXIT_OK
     for path in spec_files(args.paths):
@@ -341,11 +359,12 @@ def _input_rows(source: Path, fmt: str) -> list[dict]:
 
 
 def predictions_tsv(columns: list[str], labels: list[str], rows: list[dict], predictions) -> str:
-    """`predict`'s table: each input's index and text columns, the predicted label, the probabilities."""
+    """`predict`'s table: each input's index and text columns, the prediction (a label, or a regression's
+    score), the label probabilities."""
     lines = ["\t".join(["index", *columns, "predicted", *[f"p_{x}" for x in labels]])]
     for i, (row, prediction) in enumerate(zip(rows, predictions)):
         texts = [tsv_field(str(row.get(c) or "")) for c in columns]
-        lines.append("\t".join([str(i), *texts, prediction.label,
+        lines.append("\t".join([str(i), *texts, prediction.predicted,
                                 *[f"{v:.6f}" for v in prediction.probabilities.values()]]))
     return "\n".join(lines) + "\n"
 

@@ -24,6 +24,8 @@ from tinymodels import single_thread  # noqa: E402, F401
 from promptlang.output import predictor
 from promptlang import runner
 from promptlang.runtime import session as runtime  # noqa: E402
+from promptlang.runtime import demos as demo_lib, prompt_training  # noqa: E402
+import stagerun  # noqa: E402
 from promptlang.compiler.compile import compile_plan  # noqa: E402
 from promptlang.runtime.data import Example, Splits  # noqa: E402
 from promptlang.output.render import describe_plan, render_examples  # noqa: E402
@@ -63,7 +65,7 @@ def session_for(text: str, dev=()) -> tuple[runtime.Session, Splits]:
 def batches(monkeypatch) -> list[tuple[list[Example], list[list[int]]]]:
     """Every training batch: (its examples, their model inputs as token ids)."""
     seen = []
-    make = runtime.training_batches
+    make = prompt_training.training_batches
 
     def recording(session, pattern, examples, train, seed):
         batch_of = make(session, pattern, examples, train, seed)
@@ -74,7 +76,7 @@ def batches(monkeypatch) -> list[tuple[list[Example], list[list[int]]]]:
             return encoded, at
         return traced
 
-    monkeypatch.setattr(runtime, "training_batches", recording)
+    monkeypatch.setattr(prompt_training, "training_batches", recording)
     return seen
 
 
@@ -90,7 +92,7 @@ def shown(tokenizer, ids: list[int]) -> tuple[list[str], str]:
 def test_training_batches_carry_one_demonstration_per_label_never_the_example_itself(batches):
     session, splits = session_for(tinymodels.spec_text(**dict(LMBFF, method=LMBFF["method"].replace("steps 4",
                                                                                                    "steps 12"))))
-    runtime.prompt_finetune(session, splits, "prompt", 42)
+    stagerun.outcome(session, splits, "prompt", 42)
     assert [len(examples) for examples, _ in batches] == [2] * 12  # 12 steps of 2 examples: 3 epochs
     drawn: dict[str, set] = {}
     prefix = session.plan.tokenizer.prefix
@@ -108,7 +110,7 @@ def test_training_batches_carry_one_demonstration_per_label_never_the_example_it
 def test_the_draws_are_reproducible_for_a_training_seed(batches):
     for seed in (42, 42, 7):
         session, splits = session_for(tinymodels.spec_text(**LMBFF))
-        runtime.prompt_finetune(session, splits, "prompt", seed)
+        stagerun.outcome(session, splits, "prompt", seed)
     first, again, other = batches[:4], batches[4:8], batches[8:]
     assert first == again
     assert first != other
@@ -116,9 +118,9 @@ def test_the_draws_are_reproducible_for_a_training_seed(batches):
 
 def test_evaluation_averages_the_label_probabilities_over_the_sets():
     session, splits = session_for(tinymodels.spec_text(**LMBFF), dev=DEV)
-    outcome = runtime.prompt_finetune(session, splits, "prompt", 42)
+    outcome = stagerun.outcome(session, splits, "prompt", 42)
     pattern = session.plan.patterns["prompt"]
-    sets = [runtime.demonstrations(session, splits, 13 * 1000 + index) for index in range(2)]
+    sets = [demo_lib.demonstrations(session, splits, 13 * 1000 + index) for index in range(2)]
     assert sets[0] != sets[1]
     assert outcome.extras["sets"] == [{"demos": demos} for demos in sets]
     expected = []
@@ -133,24 +135,24 @@ def test_evaluation_averages_the_label_probabilities_over_the_sets():
 def test_dev_accuracy_during_training_is_that_of_the_averaged_sets(monkeypatch):
     session, splits = session_for(tinymodels.spec_text(**LMBFF), dev=DEV)
     seen = []
-    mean = runtime.mean_probabilities
+    mean = demo_lib.mean_probabilities
 
     def recording(session_, pattern, encodings, batch_size, soft=None):
         probs = mean(session_, pattern, encodings, batch_size, soft)
         seen.append(([e.ids for e in encodings], probs))
         return probs
 
-    monkeypatch.setattr(runtime, "mean_probabilities", recording)
-    outcome = runtime.prompt_finetune(session, splits, "prompt", 42)
-    sets = [runtime.demonstrations(session, splits, 13000 + index) for index in range(2)]
+    monkeypatch.setattr(prompt_training, "mean_probabilities", recording)
+    outcome = stagerun.outcome(session, splits, "prompt", 42)
+    sets = [demo_lib.demonstrations(session, splits, 13000 + index) for index in range(2)]
     dev_calls = [(ids, probs) for ids, probs in seen if len(ids[0]) == len(DEV)]
-    assert dev_calls and outcome.history.dev
+    assert dev_calls and outcome.dev_scores
     for ids, probs in dev_calls:
         prefix = len(session.plan.tokenizer.prefix)
         assert [[row[prefix : prefix + len(demos)] for row in one] for one, demos in zip(ids, sets)] == \
             [[demos] * len(DEV) for demos in sets]
     accuracies = [runtime.accuracy(probs, [0 if e.label == "negative" else 1 for e in DEV]) for _, probs in dev_calls]
-    assert accuracies == outcome.history.dev
+    assert accuracies == outcome.dev_scores
 
 
 def write_project(folder, text_args: dict):
@@ -192,7 +194,7 @@ def test_render_shows_the_demonstrations_of_a_prompt_finetune_spec(tmp_path):
     text = render_examples(prepared, "test", 1)
     splits = prepared.splits[13]
     session = runtime.Session(prepared.plan, prepared.tokenizer, None)
-    demos = prepared.tokenizer.decode(runtime.demonstrations(session, splits, 13000))
+    demos = prepared.tokenizer.decode(demo_lib.demonstrations(session, splits, 13000))
     example = splits.test[0].fields["sentence"]
     assert demos.count("\n") == 2
     tokenizer = prepared.tokenizer
@@ -204,21 +206,21 @@ def test_pets_own_demonstrations_never_show_an_example_itself():
     """PET's ensemble weight (accuracy on the training set before training) sees each training example
     with a set drawn from the others; a pattern without [DEMOS] gets none."""
     session, splits = session_for(tinymodels.spec_text(**LMBFF))
-    own = runtime.own_demos(session, session.plan.patterns["prompt"], TRAIN, 42)
-    assert own == runtime.own_demos(session, session.plan.patterns["prompt"], TRAIN, 42)
+    own = demo_lib.own_demos(session, session.plan.patterns["prompt"], TRAIN, 42)
+    assert own == demo_lib.own_demos(session, session.plan.patterns["prompt"], TRAIN, 42)
     for example, demos in zip(TRAIN, own):
         sentences, _ = shown(session.tokenizer, demos)
         assert sorted(LABEL_OF[s] for s in sentences) == LABELS and example.fields["sentence"] not in sentences
     plain = session.plan.patterns["prompt"].model_copy(update={"pieces": session.plan.patterns["prompt"].pieces[1:]})
-    assert runtime.own_demos(session, plain, TRAIN, 42) is None
+    assert demo_lib.own_demos(session, plain, TRAIN, 42) is None
 
 
 def test_set_logits_are_the_log_of_the_averaged_probabilities():
     """What a PET pattern model writes for test and unlabeled data: softmax gives the sets' average."""
     session, splits = session_for(tinymodels.spec_text(**LMBFF))
     pattern = session.plan.patterns["prompt"]
-    sets = runtime.demo_sets(session, splits)
-    logits = runtime.set_logits(session, pattern, TEST, 256, sets, 4)
+    sets = demo_lib.demo_sets(session, splits)
+    logits = demo_lib.set_logits(session, pattern, TEST, 256, sets, 4)
     expected = [runtime.probabilities(session, pattern, session.encode(pattern, TEST, 256, [d] * len(TEST)), 4)
                 for d in sets]
     np.testing.assert_allclose(runtime.softmax(logits), (expected[0] + expected[1]) / 2, atol=1e-6, rtol=0)

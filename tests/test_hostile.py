@@ -192,7 +192,7 @@ HOSTILE = {
     # output directories
     "predict-predictor-not-json": predict_dir(lambda out: (out / "predictor.json").write_text("{not json")),
     "predict-plan-not-a-plan": predict_dir(lambda out: None),
-    "predict-unknown-method": predict_dir(lambda out: (out / "predictor.json").write_text('{"method": "x"}')),
+    "predict-unknown-method": predict_dir(lambda out: (out / "predictor.json").write_text('{"method": "../x"}')),
 }
 
 

@@ -379,7 +379,7 @@ def test_progress_lines_name_the_stages_as_the_plan_does(project):
     plan = p.Plan.model_validate_json((project.parent / "out" / "plan.json").read_text(encoding="utf-8"))
     assert [s.id for s in plan.stages] == ["train/d13/head/s42", "evaluate/d13/head/s42"]
     log = (project.parent / "out" / "log.txt").read_text(encoding="utf-8").splitlines()
-    assert "  train/d13/head/s42 + evaluate/d13/head/s42 ..." in log
+    assert "  [1/2] train/d13/head/s42 ..." in log and "  [2/2] evaluate/d13/head/s42 ..." in log
     assert "  evaluate/d13/head/s42: " in "\n".join(log)
 
 

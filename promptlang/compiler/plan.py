@@ -76,14 +76,15 @@ class Work(_Plain):
 
 
 class Stage(_Plain):
-    """One node of the stage graph.
+    """One node of the stage graph; `promptlang run` executes exactly the plan's stages, in order.
 
-    train / calibrate / evaluate: one pattern for one seed on one data sample. PET and iPET add
-    `label` (iPET: the examples an ensemble of other models labels for one model of the next
-    generation), `ensemble` (the models of one generation combined) and `distill` (the final
-    classifier trained on the ensemble's soft labels); a PET `train` stage also scores test and
-    unlabeled data. `demonstrations` (a spec whose patterns have a [DEMOS] slot): the demonstration
-    pool of one data sample (`train_size` training examples) and the sets drawn from it for evaluation.
+    `demonstrations`: the demonstration sets of one data sample (a spec whose patterns have a [DEMOS]
+    slot). `train`: one model (a pattern, or standard fine-tuning's head) for one seed on one data
+    sample. `calibrate`: the content-free prediction. `evaluate`: test scored with what the stages it
+    needs produced. PET and iPET add `label` (iPET: the examples an ensemble of other models labels
+    for one model of the next generation), `ensemble` (the models of one generation combined) and
+    `distill` (the final classifier trained on the ensemble's soft labels); a PET `train` stage also
+    scores test and unlabeled data (`scores`).
     """
 
     id: str
@@ -95,6 +96,9 @@ class Stage(_Plain):
     generation: Optional[int] = Field(None, description="iPET generation")
     train_size: Optional[int] = Field(None, description="examples the stage trains on (labelled, or soft-labelled)")
     needs: list[str] = Field(default_factory=list)
+    scores: list[Literal["test", "unlabeled"]] = Field(
+        default_factory=list, description="the splits whose label logits the stage writes")
+    saves_weights: bool = Field(False, description="whether the stage keeps the weights it trained (to predict with)")
     work: Work = Field(default_factory=Work)
 
 

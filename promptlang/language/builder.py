@@ -7,7 +7,6 @@ the spans that caused them and worded for people.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,55 +15,17 @@ from pydantic import ValidationError
 from promptlang.language import spec as m
 from promptlang.language import syntax as s
 from promptlang.language.diagnostics import Diagnostics
+from promptlang.language.locations import Built, Locations, Path_
 from promptlang.language.overrides import Override, Overrides
 from promptlang.language.parser import LANGUAGE_VERSION, parse
-from promptlang.language.source import Source, Span, is_link_loop, read_source
-from promptlang.language.suggest import suggest, suggest_file
-from promptlang.language.validation import coerce, explain
+from promptlang.language.reader import find_import, read_source
+from promptlang.language.source import Source, Span
+from promptlang.language.suggest import suggest
+from promptlang.language.validation import coerce, report
 
-SINGLE_BLOCKS = ("data", "model", "demonstrations", "method", "evaluate")
+SINGLE_BLOCKS = ("data", "model", "demonstrations", "method", "evaluate", "task")
 TOP_LEVEL = ("labels", "template", "verbalizer", "import", *SINGLE_BLOCKS)
 FILTERS = [t.value for t in m.Transform] + ["shorten"]
-SEGMENT_KINDS = ("text", "field", "mask", "demos", "soft", "sep")
-Path_ = tuple  # a path into the spec's data: ("method", "distill", "temperature")
-
-
-@dataclass
-class Locations:
-    """Where each part of a spec was written: spec path → span of its value (and of its key)."""
-
-    values: dict[Path_, Span] = field(default_factory=dict)
-    keys: dict[Path_, Span] = field(default_factory=dict)
-
-    def record(self, path: Path_, span: Span, key_span: Span | None = None) -> None:
-        self.values.setdefault(path, span)
-        if key_span is not None:
-            self.keys.setdefault(path, key_span)
-
-    def get(self, path: Path_) -> Span:
-        """The span of `path`, or of its nearest recorded parent."""
-        path = tuple(path)
-        while path not in self.values and path:
-            path = path[:-1]
-        return self.values[path]
-
-    def key(self, path: Path_) -> Span:
-        """The span of the key that set `path` (falls back to `get`)."""
-        return self.keys.get(tuple(path)) or self.get(path)
-
-
-@dataclass
-class Built:
-    """What `build` hands on: the spec, where things are, what went wrong.
-
-    `spec` is None when validation failed; it can be set while `diagnostics` holds
-    errors the builder found (a duplicate, an unknown filter), so checks still run.
-    """
-
-    spec: m.Spec | m.Library | None
-    locations: Locations
-    diagnostics: Diagnostics
-    directory: Path
 
 
 def build(file: s.File, source: Source, overrides: Overrides | None = None) -> Built:
@@ -124,25 +85,9 @@ class _Builder:
                                    f"this promptlang reads version {LANGUAGE_VERSION}: write `promptlang 1`")
 
     def _import(self, statement: s.Import, source: Source, seen: tuple) -> None:
-        path = _importable_path(source.directory / statement.path)
-        if is_link_loop(source.directory / statement.path):
-            self.diagnostics.error(f"cannot import `{statement.path}`: its path is a loop of symbolic links",
-                                   statement.span, "point the link at a real file")
-            return
-        if path in seen:
-            cycle = " → ".join(p.name for p in (*seen[seen.index(path):], path))
-            self.diagnostics.error(f"import cycle: {cycle}", statement.span,
-                                   "remove one of the imports in the cycle")
-            return
-        if path is None and _exists(source.directory / statement.path):
-            self.diagnostics.error(f"cannot import `{statement.path}`: it is not a regular file", statement.span,
-                                   "import a spec file")
-            return
-        if path is None:
-            siblings = _names_in(source.directory / Path(statement.path).parent)
-            self.diagnostics.error(f"cannot import `{statement.path}`: no such file", statement.span,
-                                   suggest_file(Path(statement.path).name, siblings)
-                                   or f"paths are relative to the spec's folder: {source.directory}")
+        path, problem = find_import(source.directory, statement.path, seen)
+        if problem is not None:
+            self.diagnostics.error(problem[0], statement.span, problem[1])
             return
         if path in self.imported:
             return
@@ -231,11 +176,29 @@ class _Builder:
                 self._error(path + ("kind",), "the method's kind is the block's name", self.locations.key(path + ("kind",)),
                             f"remove `kind`; write `method {body['kind']} {{` to choose it")
             body["kind"] = block.name
+        elif block.kind == "task":
+            if not self._task_kind(block, body, path):
+                return
         elif block.name is not None:
             article = "an" if block.kind[0] in "aeiou" else "a"
             self.diagnostics.error(f"{article} `{block.kind}` block has no name", block.name_span,
                                    f"write `{block.kind} {{` without `{block.name}`")
         self.raw[block.kind] = body
+
+    def _task_kind(self, block: s.Block, body: dict, path: Path_) -> bool:
+        """Set the task's kind from the block's name (`task regression {`); False when it names none."""
+        kinds = ", ".join(m.TASK_KINDS)
+        if block.name is None or block.name not in m.TASK_KINDS:
+            message = "the task block needs the task's name" if block.name is None else f"unknown task `{block.name}`"
+            hint = (suggest(block.name, m.TASK_KINDS) if block.name else None) or \
+                f"for example `task regression {{`; tasks: {kinds} (a classification spec has no `task` block)"
+            self.diagnostics.error(message, block.kind_span if block.name is None else block.name_span, hint)
+            return False
+        if "kind" in body:
+            self._error(path + ("kind",), "the task's kind is the block's name", self.locations.key(path + ("kind",)),
+                        f"remove `kind`; write `task {body['kind']} {{` to choose it")
+        body["kind"] = block.name
+        return True
 
     def _verbalizer(self, block: s.Block) -> None:
         if block.name is None:
@@ -371,9 +334,9 @@ class _Builder:
             self.diagnostics.error(f"unknown setting `{top}`", item.key_spans[0],
                                    suggest(top, valid) or f"the settings are: {', '.join(valid)}")
             return
-        if item.path == ("method", "kind"):
-            self._error(item.path, "the method's kind is the block's name", item.key_spans[-1],
-                        "write `method NAME {` in the spec to choose it")
+        if item.path in (("method", "kind"), ("task", "kind")):
+            self._error(item.path, f"the {top}'s kind is the block's name", item.key_spans[-1],
+                        f"write `{top} NAME {{` in the spec to choose it")
             return
         node, path = self.raw, ()
         for part, span in zip(item.path[:-1], item.key_spans):
@@ -401,74 +364,18 @@ class _Builder:
         try:
             return model.model_validate(raw)
         except ValidationError as error:
-            for item in error.errors():
-                self._report(item, raw)
+            report(error, raw, self.locations, self.diagnostics, self._said)
             return None
 
-    def _report(self, item: dict, raw: dict) -> None:
-        loc = _normalise(item["loc"])
+    def _said(self, item: dict, loc: tuple) -> bool:
+        """Whether the builder already reported the problem pydantic found at `loc` (or made it moot)."""
         if any(loc[:i] in self.reported for i in range(1, len(loc) + 1)):
-            return
-        if item["type"] == "missing" and len(loc) == 1 and loc[0] in self.failed:
-            return
-        if len(loc) > 2 and loc[-1] == "count" and loc[0] == "templates":
-            message, hint = _slot_count(item, loc, raw)
-            self.diagnostics.error(message, self.locations.get(loc), hint)
-            return
-        if item["type"] == "value_error" and "model_source" in item["msg"]:
-            self._model_sources(raw.get("model", {}))
-            return
-        message, hint, use_key = explain(item, loc, raw)
-        span = self.locations.key(loc) if use_key else self.locations.get(loc)
-        self.diagnostics.error(message, span, hint)
-
-
-    def _model_sources(self, model: dict) -> None:
-        given = [k for k in ("hub", "path", "gguf", "package") if k in model]
-        if not given:
-            self.diagnostics.error("the model has no source", self.locations.key(("model",)),
-                                   "give one of `hub`, `path`, `gguf` or `package`")
-        elif len(given) == 1:
-            self.diagnostics.error(f"the model's `{given[0]}` is empty", self.locations.get(("model", given[0])),
-                                   "write the model's name or path between the quotes")
-        else:
-            self.diagnostics.error(f"the model has {len(given)} sources, `{given[0]}` and `{given[1]}`",
-                                   self.locations.key(("model", given[1])), "keep one of them")
-
-
-def _importable_path(path: Path) -> Path | None:
-    """The resolved path of an existing file, or None (missing, a folder, a symbolic-link loop, or not a
-    possible name)."""
-    try:
-        path = path.resolve()
-        return path if path.is_file() else None
-    except (OSError, ValueError, RuntimeError):  # RuntimeError: Python 3.11's resolve() on a symlink loop
-        return None
-
-
-def _exists(path: Path) -> bool:
-    try:
-        return path.exists()
-    except (OSError, ValueError):
-        return False
-
-
-def _names_in(folder: Path) -> list[str]:
-    try:
-        return [p.name for p in folder.iterdir()]
-    except (OSError, ValueError):
-        return []
+            return True
+        return item["type"] == "missing" and len(loc) == 1 and loc[0] in self.failed
 
 
 def _plain(value: s.Atom | s.TemplateValue) -> Any:
     return value.value if isinstance(value, s.Atom) else "<template>"
-
-
-def _slot_count(item: dict, loc: tuple, raw: dict) -> tuple[str, str]:
-    segment = raw["templates"][loc[1]][loc[2]][loc[3]]
-    slot = f"[{segment['kind'].upper()}:{item['input']}]"
-    bounds = {"mask": "1 to 64", "soft": "1 to 1024"}[segment["kind"]]
-    return f"`{slot}` must hold {bounds} tokens", f"write [{segment['kind'].upper()}:2], for example"
 
 
 def is_library(file: s.File) -> bool:
@@ -482,15 +389,3 @@ def _importable(statement: s.Statement) -> bool:
 
 def _head_span(statement: s.Statement) -> Span:
     return statement.kind_span if isinstance(statement, s.Block) else statement.span
-
-
-def _normalise(loc: tuple) -> tuple:
-    """Drop pydantic's union tags from an error location: ('method', 'pet', 'epochs') → ('method', 'epochs')."""
-    out: list = []
-    for i, part in enumerate(loc):
-        if i == 1 and loc[0] == "method" and part in m.METHOD_KINDS:
-            continue
-        if out and isinstance(out[-1], int) and part in SEGMENT_KINDS and isinstance(loc[i - 1], int):
-            continue
-        out.append(part)
-    return tuple(out)

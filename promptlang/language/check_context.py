@@ -12,9 +12,7 @@ from promptlang.language.suggest import suggest
 from promptlang.language.datafiles import DataFileError, data_format, read_columns
 from promptlang.language.diagnostics import Diagnostics
 from promptlang.language.source import Span
-from promptlang.language.support import is_generation
 
-TRAINED = ("finetune", "prompt_finetune", "pet", "ipet")
 SPLITS = ("train", "dev", "test", "unlabeled")
 LABELLED = ("train", "dev", "test")
 SUGGESTIONS = 100  # 'did you mean' hints per check run
@@ -93,7 +91,17 @@ class Context:
     @property
     def generation(self) -> bool:
         """A text-to-text task with no labels: templates' targets hold data fields."""
-        return is_generation(self.spec)
+        return self.spec.task_kind == "generation"
+
+    @property
+    def target_column(self) -> str | None:
+        """The column a labelled split must hold besides the text: the score (regression), the label
+        (when there are labels), or none (also when a `task` block was written but names no task)."""
+        if self.spec.task is not None:
+            return self.spec.task.score
+        if ("task",) in self.locations.values:
+            return None
+        return self.spec.data.label if self.spec.labels else None
 
 
 def safe_path(path: Path) -> Path | None:

@@ -11,12 +11,14 @@ import re
 from promptlang.language import spec as m
 from promptlang.language.builder import Built
 from promptlang.language.suggest import listing, suggest
-from promptlang.language.check_context import SPLITS, TRAINED, Context
+from promptlang.language.check_context import SPLITS, Context
+from promptlang.methods import method_of
 from promptlang.language.datafiles import data_format
 from promptlang.language.diagnostics import Diagnostics
 from promptlang.language.file_checks import files_exist, output_inside_spec_folder, rows_readable
 from promptlang.language.source import Span
 from promptlang.language.support import not_yet
+from promptlang.language.task_checks import regression_settings
 
 
 def check(built: Built) -> Diagnostics:
@@ -43,7 +45,7 @@ def patterns_defined(ctx: Context) -> None:
         if name not in ctx.spec.templates:
             ctx.error(f"template `{name}` is not defined", ctx.at("method", "patterns", i),
                       ctx.suggest(name, ctx.spec.templates) or "define it with `template NAME \"...\"`")
-    if ctx.method.kind in m.PROMPT_METHODS and not ctx.spec.templates:
+    if method_of(ctx.method.kind).uses_patterns and not ctx.spec.templates:
         ctx.error(f"the `{ctx.method.kind}` method needs a template", ctx.key("method"),
                   'add one: `template it_was "{{ sentence }} It was [MASK]."`')
     seen: set[str] = set()
@@ -60,7 +62,7 @@ def verbalizers_resolved(ctx: Context) -> None:
             ctx.error(f"verbalizer `{template.verbalizer}` is not defined",
                       ctx.at("templates", name, "verbalizer"),
                       suggest(template.verbalizer, names) or "define it with `verbalizer NAME { ... }`")
-    if ctx.method.kind not in m.PROMPT_METHODS or ctx.generation or _searches_words(ctx):
+    if not method_of(ctx.method.kind).uses_patterns or ctx.generation or _searches_words(ctx):
         return
     for name in ctx.patterns:
         template = ctx.spec.templates[name]
@@ -90,7 +92,7 @@ def verbalizer_labels(ctx: Context) -> None:
     for name, verbalizer in ctx.spec.verbalizers.items():
         if not labels:
             ctx.error(f"verbalizer `{name}` maps labels, but the spec declares none", ctx.key("verbalizers", name),
-                      "declare them: `labels negative, positive`")
+                      f"declare them: {_labels_example(ctx)}")
             continue
         declared = set(labels)
         for label in verbalizer.words:
@@ -130,7 +132,8 @@ def fields_are_columns(ctx: Context) -> None:
         ctx.error(f"the header of `{getattr(data, first)}` looks like {looks}, not {data_format(data, getattr(data, first))}",
                   ctx.at("data", "format") if data.format else ctx.at("data", first), f"set `format {looks}`")
         return
-    known = columns if columns is not None else [*data.text, data.label]
+    score = [ctx.spec.task.score] if ctx.spec.task else []
+    known = columns if columns is not None else [*data.text, data.label, *score]
     for name, template in ctx.spec.templates.items():
         for part in ("text", "target"):
             for i, segment in enumerate(getattr(template, part) or []):
@@ -143,8 +146,10 @@ def fields_are_columns(ctx: Context) -> None:
         if column not in columns:
             ctx.error(f"the data has no column `{column}`", ctx.at("data", "text", i),
                       ctx.suggest(column, nameable(columns)) or columns_hint(columns))
-    if data.label not in columns and ctx.spec.labels:
-        ctx.error(f"the data has no label column `{data.label}`", ctx.at("data", "label"), columns_hint(columns))
+    target = ctx.target_column
+    if target is not None and target not in columns:
+        what, where = ("score", ("task", "score")) if ctx.spec.task else ("label", ("data", "label"))
+        ctx.error(f"the data has no {what} column `{target}`", ctx.at(*where), columns_hint(columns))
 
 
 _COLUMN_NAME = re.compile(r"(?!\d)\w+(?:-\w+)*")
@@ -165,7 +170,7 @@ def columns_hint(columns: list[str]) -> str:
 
 
 def masks_where_needed(ctx: Context) -> None:
-    if ctx.method.kind not in m.PROMPT_METHODS:
+    if not method_of(ctx.method.kind).uses_patterns:
         return
     for name in ctx.patterns:
         template = ctx.spec.templates[name]
@@ -221,7 +226,7 @@ def template_text_lint(ctx: Context) -> None:
         if template.target and ctx.spec.model.family in (m.ModelFamily.masked, m.ModelFamily.causal):
             ctx.warning(f"template `{name}` has a `target`, which only seq2seq models use",
                         ctx.key("templates", name, "target"), "remove it, or set `family seq2seq`")
-        if any(s.kind == "soft" for s in template.text) and ctx.method.kind in ("zero_shot", "in_context"):
+        if any(s.kind == "soft" for s in template.text) and not method_of(ctx.method.kind).trains:
             ctx.warning(f"template `{name}` has soft prompt tokens, which stay untrained with `{ctx.method.kind}`",
                         ctx.at("templates", name, "text"), "train them with `prompt_finetune`, or remove [SOFT]")
 
@@ -267,9 +272,6 @@ def demonstrations_defined(ctx: Context) -> None:
         for name, i in slots:
             ctx.error(f"template `{name}` has a [DEMOS] slot, but no demonstrations are defined",
                       ctx.at("templates", name, "text", i), "add a `demonstrations { per_label 1 }` block")
-        if ctx.method.kind == "in_context":
-            ctx.error("`in_context` needs demonstrations", ctx.key("method"),
-                      "add a `demonstrations { per_label 1 }` block and a [DEMOS] slot in the template")
         return
     if not slots:
         ctx.warning("demonstrations are defined, but no template has a [DEMOS] slot", ctx.key("demonstrations"),
@@ -291,24 +293,21 @@ def demonstrations_defined(ctx: Context) -> None:
 
 
 def method_settings(ctx: Context) -> None:
+    """The settings every method shares, then the method's own checks (its module's `checks`)."""
     method, data = ctx.method, ctx.spec.data
-    zero_shot_pet = method.kind in ("pet", "ipet") and data.unlabeled  # PET from unlabeled data alone
-    if method.kind in TRAINED and not data.train and not zero_shot_pet:
-        hint = 'add `train "train.tsv"` to `data`' + (
-            ', or `unlabeled "unlabeled.tsv"` for zero-shot PET' if method.kind in ("pet", "ipet") else "")
-        ctx.error(f"`{method.kind}` trains, but `data` has no `train` split", ctx.key("data"), hint)
-    if method.kind in TRAINED and method.epochs and method.steps:
+    declared = method_of(method.kind)
+    if declared.trains and not data.train and not declared.learns_without_labels:
+        ctx.error(f"`{method.kind}` trains, but `data` has no `train` split", ctx.key("data"),
+                  'add `train "train.tsv"` to `data`')
+    if declared.trains and method.epochs and method.steps:
         ctx.error("set `epochs` or `steps`, not both", ctx.key("method", "steps"), "remove one of them")
-    if getattr(method, "distill", None) and not data.unlabeled:
-        ctx.error("distillation needs unlabeled data", ctx.key("method", "distill"),
-                  'add `unlabeled "unlabeled.tsv"` to `data`')
-    if method.kind == "ipet" and not data.unlabeled:
-        ctx.error("iPET labels unlabeled data, but `data` has no `unlabeled` split", ctx.key("method"),
-                  'add `unlabeled "unlabeled.tsv"` to `data`')
-    if method.kind == "ipet" and method.ipet.generations > 1 and len(ctx.patterns) * len(method.seeds) == 1:
-        ctx.error("iPET needs two or more models per generation: each model's new examples are labelled "
-                  "by the other models", ctx.key("method"),
-                  "use two or more patterns, or two or more `seeds` in `method`")
+    for rule in declared.checks:
+        rule(ctx)
+    written = ("method", "select_model") in ctx.locations.values
+    if written and method.select_model is m.ModelSelection.dev and not (data.dev or data.dev_shots):
+        ctx.warning("`select_model dev` keeps the best state on dev data, but there is none: the last state is kept",
+                    ctx.at("method", "select_model"),
+                    "add `dev_shots 16` (or a `dev` file) to `data`, or write `select_model last`")
     loss = getattr(method, "loss", None)
     if loss and loss.mlm > 0 and ctx.spec.model.family in (m.ModelFamily.causal, m.ModelFamily.seq2seq):
         ctx.error("the auxiliary MLM loss needs a masked language model", ctx.at("method", "loss", "mlm"),
@@ -330,10 +329,14 @@ def method_settings(ctx: Context) -> None:
     _labels_and_metrics(ctx)
 
 
+def _labels_example(ctx: Context) -> str:
+    return "`labels low, high` (a regression's poles, low first)" if ctx.spec.task else "`labels negative, positive`"
+
+
 def _labels_and_metrics(ctx: Context) -> None:
     metrics = ctx.spec.evaluate.metrics or []
     if not ctx.spec.labels and not ctx.generation:
-        ctx.error("the spec declares no labels", ctx.at(), "declare them: `labels negative, positive`")
+        ctx.error("the spec declares no labels", ctx.at(), f"declare them: {_labels_example(ctx)}")
     classification = {m.Metric.accuracy, m.Metric.macro_f1, m.Metric.mcc}
     if ctx.generation:
         for i, metric in enumerate(metrics):
@@ -358,6 +361,7 @@ CHECKS = [
     template_text_lint,
     demonstrations_defined,
     method_settings,
+    regression_settings,
     files_exist,
     rows_readable,
     not_yet_runnable,

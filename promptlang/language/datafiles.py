@@ -2,48 +2,16 @@
 
 from __future__ import annotations
 
-import csv
-import errno
-import json
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from operator import itemgetter, methodcaller
 from pathlib import Path
 
 from promptlang.language import spec as m
+from promptlang.language.data_rows import (BOM, JSON_ROW_HINT, BadRow, DataFileError, csv_row, json_row,
+                                           no_field_limit, os_error, parse_header, read_bytes, strip_newline,
+                                           text_lines, tsv_row, unquote)
 
 EXTENSIONS = {".tsv": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}
-HEADER_HINTS = {
-    "jsonl": 'the first line of a JSON-lines file is an object: {"label": ..., "sentence": ...}',
-    "tsv": "the first line holds the column names, separated by tabs: `label<TAB>sentence`",
-    "csv": "the first line holds the column names, separated by commas: `label,sentence`",
-}
-QUOTE_HINT = ("an unbalanced quote is the usual cause: close it, or double a quote inside a quoted "
-              "field (`\"\"`); a field that holds a line break cannot be read")
-FIELDS_HINTS = {
-    "tsv": "every line holds one value per column, separated by tabs; a tab inside a text adds a field "
-           "(replace it with a space)",
-    "csv": "every line holds one value per column; a value with a `,` in it must be quoted: `\"a, b\"`",
-}
-UTF8_HINT = "save the file as UTF-8 text"
-JSON_ROW_HINT = 'each line of a JSON-lines file is one object, written on that line: {"label": ..., "sentence": ...}'
-BOM = b"\xef\xbb\xbf"  # a UTF-8 byte order mark, dropped from the start of each file
-
-
-class DataFileError(ValueError):
-    """A data file that cannot be read: the message names the file and the line."""
-
-    def __init__(self, message: str, hint: str | None = None):
-        super().__init__(message)
-        self.hint = hint
-
-
-class BadRow(ValueError):
-    """One line that does not parse as a row (the reader adds the file and the line)."""
-
-    def __init__(self, problem: str, hint: str | None = None):
-        super().__init__(problem)
-        self.hint = hint
 
 
 @dataclass
@@ -94,12 +62,12 @@ def read_table(path: Path, fmt: str, name: str | None = None, skip_bad: bool = F
         DataFileError: the file cannot be read, its header is bad, or (unless `skip_bad`) a line is bad.
     """
     name = name or path.name
-    lines = _lines(_read_bytes(path, name))
-    header = _header(lines[:1], fmt, name)
+    lines = text_lines(read_bytes(path, name))
+    header = parse_header(lines[:1], fmt, name)
     table = Table(header)
-    parse = {"tsv": _tsv_row, "csv": _csv_row, "jsonl": _json_row}[fmt]
+    parse = {"tsv": tsv_row, "csv": csv_row, "jsonl": json_row}[fmt]
     first = 1 if fmt == "jsonl" else 2  # a JSON-lines file has no header line: its first object names the keys
-    with _no_field_limit():
+    with no_field_limit():
         for number in range(first, len(lines) + 1):
             line = lines[number - 1]
             if line == "" or (fmt == "jsonl" and isinstance(line, str) and not line.strip()):
@@ -149,7 +117,7 @@ _SCANNED: dict[tuple | None, dict[str, int] | DataFileError] = {}  # a warm proc
 
 def _column_values(path: Path, fmt: str, column: str, name: str, skip_bad: bool,
                    expected: tuple[str, ...]) -> dict[str, int]:
-    data = _read_bytes(path, name).removeprefix(BOM)
+    data = read_bytes(path, name).removeprefix(BOM)
     fast = _tsv_column(data, column, expected) if fmt == "tsv" else None
     if fast is not None:
         return fast
@@ -174,7 +142,7 @@ def _tsv_column(data: bytes, column: str, expected: tuple[str, ...]) -> dict[str
     if "\0" in text or "\n\n" in text or not text.strip("\n"):
         return None
     head, _, body = text.partition("\n")
-    header = [_unquote(value) for value in head.split("\t")]
+    header = [unquote(value) for value in head.split("\t")]
     if column not in header or len(set(header)) != len(header):
         return None
     body = "\n" + body.removesuffix("\n") + "\n"  # every row between two line ends
@@ -205,7 +173,7 @@ def _split_column(body: str, header: list[str], column: str) -> dict[str, int] |
     for line, value in enumerate(map(itemgetter(header.index(column)), rows), 2):
         if value not in seen:
             seen.add(value)
-            first.setdefault(_unquote(value), line)
+            first.setdefault(unquote(value), line)
     return first
 
 
@@ -220,8 +188,8 @@ def read_columns(path: Path, fmt: str, name: str | None = None) -> list[str]:
         with open(path, "rb") as handle:
             first = handle.readline()
     except OSError as error:
-        raise _os_error(error, name) from None
-    return _header([_strip_newline(first.removeprefix(BOM))] if first else [], fmt, name)
+        raise os_error(error, name) from None
+    return parse_header([strip_newline(first.removeprefix(BOM))] if first else [], fmt, name)
 
 
 def read_rows(path: Path, fmt: str, name: str | None = None) -> list[dict[str, str]]:
@@ -231,186 +199,3 @@ def read_rows(path: Path, fmt: str, name: str | None = None) -> list[dict[str, s
         DataFileError: as `read_table`.
     """
     return [row for _, row in read_table(path, fmt, name).dicts()]
-
-
-# ---------------------------------------------------------------- bytes and lines
-
-
-def _read_bytes(path: Path, name: str) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as error:
-        raise _os_error(error, name) from None
-
-
-def _os_error(error: OSError, name: str) -> DataFileError:
-    if error.errno == errno.ELOOP:
-        return DataFileError(f"cannot read `{name}`: it is a symbolic link that leads back to itself",
-                             "point the link at a file")
-    return DataFileError(f"cannot read `{name}`: {error.strerror or error}")
-
-
-def _lines(data: bytes) -> list[str | BadRow]:
-    """The physical lines (split at `\\n`, a `\\r` before it dropped), without a leading BOM.
-
-    A line that is not text (not UTF-8, or holding a NUL byte) is a `BadRow` in the list.
-    """
-    data = data.removeprefix(BOM)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        text = None
-    if text is None or "\0" in text:
-        return [_decode(line) for line in _split_lines(data)]
-    return _split_lines(text)
-
-
-def _split_lines(data):
-    """Lines of bytes or of text, without their line ends."""
-    newline, carriage = ("\n", "\r") if isinstance(data, str) else (b"\n", b"\r")
-    lines = data.split(newline)
-    if lines and not lines[-1]:
-        lines.pop()  # the newline that ends the last line
-    return [line[:-1] if line.endswith(carriage) else line for line in lines]
-
-
-def _strip_newline(line: bytes) -> bytes:
-    line = line.removesuffix(b"\n")
-    return line.removesuffix(b"\r")
-
-
-def _decode(raw: bytes) -> str | BadRow:
-    """One line as text, or the problem that keeps it from being text."""
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as error:
-        return BadRow(f"byte 0x{raw[error.start]:02x} (at byte {error.start + 1} of the line) is not UTF-8",
-                      UTF8_HINT)
-    if "\0" in text:
-        return BadRow("the line holds a NUL byte", "the file may be UTF-16 or binary; " + UTF8_HINT)
-    return text
-
-
-@contextmanager
-def _no_field_limit():
-    """Lift csv's 128 KiB field limit while reading (a long text is a text, not an error)."""
-    limit = csv.field_size_limit()
-    csv.field_size_limit(2**31 - 1)
-    try:
-        yield
-    finally:
-        csv.field_size_limit(limit)
-
-
-# ---------------------------------------------------------------- header
-
-
-def _header(lines: list[str | bytes | BadRow], fmt: str, name: str) -> list[str]:
-    """The column names on the first line (JSON lines: the keys of the first object)."""
-    if not lines:
-        raise DataFileError(f"`{name}` is empty", HEADER_HINTS[fmt])
-    try:
-        text = _decode(lines[0]) if isinstance(lines[0], bytes) else lines[0]
-        if isinstance(text, BadRow):
-            raise text
-        if not text.strip():
-            raise DataFileError(f"`{name}` starts with a blank line, not the column names", HEADER_HINTS[fmt])
-        columns = _json_header(text, name) if fmt == "jsonl" else _split(text, fmt)
-    except BadRow as error:
-        raise DataFileError(f"`{name}` line 1: {error}", error.hint) from None
-    seen: set[str] = set()
-    twice = next((c for c in columns if c in seen or seen.add(c)), None)
-    if twice is not None:
-        raise DataFileError(f"`{name}` line 1: the column `{twice}` is named twice", "give each column its own name")
-    return columns
-
-
-def _json_header(text: str, name: str) -> list[str]:
-    try:
-        first = json.loads(text)
-    except ValueError as error:
-        raise BadRow(f"not valid JSON ({_json_problem(error)})", HEADER_HINTS["jsonl"]) from None
-    if not isinstance(first, dict):
-        raise DataFileError(f"cannot read the column names of `{name}`", HEADER_HINTS["jsonl"])
-    return list(first)
-
-
-# ---------------------------------------------------------------- rows
-
-
-def _split(text: str, fmt: str) -> list[str]:
-    """The fields of one line: TSV splits at tabs, CSV reads standard quoting strictly."""
-    if fmt == "tsv":
-        return [_unquote(value) for value in text.split("\t")]
-    try:
-        return next(csv.reader([text], strict=True))
-    except csv.Error as error:
-        raise BadRow(_csv_problem(error), QUOTE_HINT) from None
-
-
-def _unquote(value: str) -> str:
-    """A TSV field written whole in CSV quotes (inner quotes doubled) without them; other quotes are text."""
-    if len(value) >= 2 and value[0] == '"' and value[-1] == '"' and '"' not in value[1:-1].replace('""', ""):
-        return value[1:-1].replace('""', '"')
-    return value
-
-
-def _csv_problem(error: csv.Error) -> str:
-    text = str(error)
-    if "unexpected end of data" in text:
-        return "a quoted field is not closed on its line (a row cannot span lines)"
-    if "expected after" in text:
-        return "a quoted field is followed by more text before the next `,`"
-    if "new-line character" in text:
-        return "the line holds a lone carriage return (`\\r`)"
-    return f"it is not valid CSV ({text})"
-
-
-def _tsv_row(text: str | BadRow, header: list[str]) -> list[str]:
-    if isinstance(text, BadRow):
-        raise text
-    values = text.split("\t")
-    if len(values) != len(header):
-        return _fields(values, header, "tsv")
-    return [_unquote(value) for value in values] if '"' in text else values
-
-
-def _csv_row(text: str | BadRow, header: list[str]) -> list[str]:
-    if isinstance(text, BadRow):
-        raise text
-    return _fields(_split(text, "csv"), header, "csv")
-
-
-def _fields(values: list[str], header: list[str], fmt: str) -> list[str]:
-    if len(values) != len(header):
-        raise BadRow(f"{len(values)} field{'s' if len(values) != 1 else ''}, but the header has {len(header)}",
-                     FIELDS_HINTS[fmt])
-    return values
-
-
-def _json_row(text: str | BadRow, header: list[str]) -> list[str]:
-    if isinstance(text, BadRow):
-        raise text
-    try:
-        row = json.loads(text)
-    except ValueError as error:
-        raise BadRow(f"not valid JSON ({_json_problem(error)})", JSON_ROW_HINT) from None
-    if not isinstance(row, dict):
-        raise BadRow(f"a JSON {_json_kind(row)}, not an object", JSON_ROW_HINT)
-    return [_json_value(row[key]) if key in row else None for key in header]
-
-
-def _json_value(value) -> str:
-    return "" if value is None else str(value)
-
-
-def _json_kind(value) -> str:
-    kinds = {list: "list", str: "string", bool: "boolean", int: "number", float: "number"}
-    return kinds.get(type(value), "null")
-
-
-def _json_problem(error: ValueError) -> str:
-    message = getattr(error, "msg", str(error))
-    column = getattr(error, "colno", None)
-    message = message.removesuffix(":").removesuffix(" at")  # json's "Unterminated string starting at"
-    return f"{message} at column {column}" if column else message

@@ -11,6 +11,7 @@ from promptlang.language.suggest import listing, suggest
 from promptlang.language.check_context import SPLITS, Context
 from promptlang.language.datafiles import DataFileError, column_values, data_format, label_values_hint, read_columns
 from promptlang.language.source import Span, is_link_loop
+from promptlang.language.task_checks import scores_readable
 
 
 def files_exist(ctx: Context) -> None:
@@ -48,13 +49,16 @@ def rows_readable(ctx: Context) -> None:
     data = ctx.spec.data
     for split, (path, fmt, columns) in ctx.data_files.items():
         relative, span = getattr(data, split), ctx.at("data", split)
-        wanted = [*data.text, *([data.label] if ctx.spec.labels else [])]
+        wanted = [*data.text, *([ctx.target_column] if ctx.target_column else [])]
         missing = [c for c in wanted if c not in columns]
         if missing:
             if columns != ctx.columns:  # (the first file's columns are `fields_are_columns`'s to report)
                 ctx.error(f"`{relative}` has no column `{missing[0]}`", span, f"its columns are: {listing(columns)}")
             continue
-        if not ctx.spec.labels:
+        if ctx.spec.task is not None:
+            scores_readable(ctx, split, path, fmt)
+            continue
+        if ctx.target_column is None:  # no labels (or a `task` block that names no task)
             continue
         try:
             values = column_values(path, fmt, data.label, relative, data.bad_rows is m.BadRows.skip,

@@ -99,23 +99,3 @@ def is_link_loop(path: Path) -> bool:
         return getattr(error, "errno", None) == errno.ELOOP
     return False
 
-
-def read_source(path: str | Path):
-    """Read a spec file; a file that is not UTF-8 gives a located error instead.
-
-    Returns:
-        (Source or None, Diagnostics).
-    """
-    from promptlang.language.diagnostics import Diagnostics
-
-    data = Path(path).read_bytes()
-    try:
-        return Source(data.decode("utf-8-sig"), str(path)), Diagnostics()
-    except UnicodeDecodeError as error:
-        shown = Source(data.decode("utf-8", errors="replace"), str(path))
-        line = data[: error.start].count(b"\n") + 1
-        col = error.start - (data.rfind(b"\n", 0, error.start) + 1) + 1
-        diagnostics = Diagnostics(sources={shown.path: shown})
-        diagnostics.error(f"the file is not UTF-8 text (byte 0x{data[error.start]:02x})",
-                          Span(shown.path, line, col, line, col + 1), "save the file as UTF-8")
-        return None, diagnostics

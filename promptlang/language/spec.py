@@ -6,129 +6,24 @@ choices are `str` enums. `Spec.model_json_schema()` is the JSON Schema.
 
 from __future__ import annotations
 
-from enum import Enum
 from typing import Annotated, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
+from pydantic import Field, model_validator
 
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True, allow_inf_nan=False)
-
-
-# Upper bounds: a value past them is a typo, and would crash or silently ruin a run.
-MAX_SEED = 2**32 - 1  # numpy and torch take seeds in 0 .. 2³²−1
-MAX_EXAMPLES = 100_000_000
-MAX_BATCH = 65_536
-Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
-
-
-# ---------------------------------------------------------------- choices
-
-
-class DataFormat(str, Enum):
-    tsv = "tsv"
-    csv = "csv"
-    jsonl = "jsonl"
-
-
-class BadRows(str, Enum):
-    """What to do with a data line that does not parse as a row."""
-
-    error = "error"
-    skip = "skip"
-
-
-class ModelFamily(str, Enum):
-    auto = "auto"
-    masked = "masked"
-    causal = "causal"
-    seq2seq = "seq2seq"
-
-
-class Transform(str, Enum):
-    """Field transforms from PET and LM-BFF templates."""
-
-    lower_first = "lower_first"
-    upper_first = "upper_first"
-    lower = "lower"
-    no_final_punct = "no_final_punct"
-    add_space = "add_space"
-    strip_space = "strip_space"
-
-
-class Shorten(str, Enum):
-    """Which end of a too-long field loses tokens."""
-
-    head = "head"
-    tail = "tail"
-
-
-class Aggregate(str, Enum):
-    """How a label's several words' scores combine: `logit_mean` averages their log-scores (PET),
-    `mean` is the log of the mean of their probabilities, `max` the best word's."""
-
-    logit_mean = "logit_mean"
-    mean = "mean"
-    max = "max"
-
-
-class Selection(str, Enum):
-    random = "random"
-    similar = "similar"
-
-
-class Optimizer(str, Enum):
-    adamw = "adamw"
-    adam = "adam"
-    sgd = "sgd"
-
-
-class Schedule(str, Enum):
-    linear = "linear"
-    constant = "constant"
-    cosine = "cosine"
-
-
-class Reduction(str, Enum):
-    mean = "mean"
-    weighted = "weighted"
-
-
-class ModelSelection(str, Enum):
-    """Which state a trained model keeps: the one after the `last` step, or the best on `dev` data."""
-
-    last = "last"
-    dev = "dev"
-
-
-class MultiTokenLoss(str, Enum):
-    """The label loss when some label word has several tokens: cross-entropy, or PET's hinge loss."""
-
-    ce = "ce"
-    hinge = "hinge"
-
-
-class Decoding(str, Enum):
-    greedy = "greedy"
-    parallel = "parallel"
-
-
-class Metric(str, Enum):
-    accuracy = "accuracy"
-    macro_f1 = "macro_f1"
-    mcc = "mcc"
-    pearson = "pearson"
-    spearman = "spearman"
-    bleu = "bleu"
-    rouge = "rouge"
-    exact_match = "exact_match"
-
+# The choices and the methods' settings live in their own modules; they are re-exported here, so that
+# `spec.Pet`, `spec.Metric` and the rest keep naming the whole spec model in one place.
+from promptlang.language.choices import (  # noqa: F401
+    MAX_BATCH, MAX_EXAMPLES, MAX_SEED, Aggregate, BadRows, DataFormat, Decoding, Metric, ModelFamily,
+    ModelSelection, MultiTokenLoss, Optimizer, Reduction, Schedule, Seed, Selection, Shorten, SpecModel,
+    Transform)
+from promptlang.language.method_settings import (  # noqa: F401
+    METHOD_KINDS, Distill, Finetune, IPet, InContext, IpetSettings, LabelWordSearch, Loss, Method, Pet,
+    PromptFinetune, PromptMethod, TemplateSearch, Training, ZeroShot)
 
 # ---------------------------------------------------------------- data and model
 
 
-class Data(_Model):
+class Data(SpecModel):
     """Where the examples are and how to read them."""
 
     dataset: Optional[str] = Field(None, description="a Hugging Face dataset name; train/dev/test are then split names")
@@ -153,7 +48,7 @@ class Data(_Model):
                                                          "`skip` it (counted in metrics.json)")
 
 
-class Model(_Model):
+class Model(SpecModel):
     """The pretrained model: exactly one of `hub`, `path`, `gguf`, `package`."""
 
     hub: Optional[str] = Field(None, description="a Hugging Face model id, e.g. roberta-large")
@@ -180,33 +75,33 @@ class Model(_Model):
 # ---------------------------------------------------------------- templates and verbalizers
 
 
-class TextSegment(_Model):
+class TextSegment(SpecModel):
     kind: Literal["text"] = "text"
     text: str
 
 
-class FieldSegment(_Model):
+class FieldSegment(SpecModel):
     kind: Literal["field"] = "field"
     name: str
     transforms: list[Transform] = []
     shorten: Optional[Shorten] = None
 
 
-class MaskSegment(_Model):
+class MaskSegment(SpecModel):
     kind: Literal["mask"] = "mask"
     count: Optional[int] = Field(None, ge=1, le=64, description="mask tokens in the slot; None: as the words need")
 
 
-class DemosSegment(_Model):
+class DemosSegment(SpecModel):
     kind: Literal["demos"] = "demos"
 
 
-class SoftSegment(_Model):
+class SoftSegment(SpecModel):
     kind: Literal["soft"] = "soft"
     count: int = Field(1, ge=1, le=1024)
 
 
-class SepSegment(_Model):
+class SepSegment(SpecModel):
     kind: Literal["sep"] = "sep"
 
 
@@ -216,7 +111,7 @@ Segment = Annotated[
 ]
 
 
-class Template(_Model):
+class Template(SpecModel):
     """A pattern: how an example becomes model input."""
 
     text: list[Segment] = Field(description="the template: text, {{ fields }}, [MASK], [DEMOS], [SOFT], [SEP]")
@@ -235,8 +130,13 @@ class Template(_Model):
     def has(self, kind: str) -> bool:
         return any(s.kind == kind for s in self.text)
 
+    @property
+    def generates(self) -> bool:
+        """Whether the target is text to generate: made of data fields, with no [MASK] for a label word."""
+        return bool(self.target) and not any(s.kind == "mask" for s in self.target)
 
-class Verbalizer(_Model):
+
+class Verbalizer(SpecModel):
     """Label → one or more words; several words' scores are aggregated."""
 
     words: dict[str, list[str]] = Field(description="label → words")
@@ -245,7 +145,7 @@ class Verbalizer(_Model):
                           "probabilities) or max; default: logit_mean for pet and ipet (PET's), mean otherwise")
 
 
-class Demonstrations(_Model):
+class Demonstrations(SpecModel):
     """LM-BFF demonstrations: labelled examples placed in the input."""
 
     per_label: int = Field(1, ge=1, le=64, description="demonstrations per label")
@@ -256,136 +156,50 @@ class Demonstrations(_Model):
     sets: int = Field(1, ge=1, le=1024, description="demonstration sets sampled and averaged at inference")
 
 
-# ---------------------------------------------------------------- methods
+# ---------------------------------------------------------------- tasks
 
 
-class Loss(_Model):
-    ce: float = Field(1.0, ge=0, le=1000, description="weight of the cross-entropy over label scores")
-    mlm: float = Field(0.0, ge=0, le=1000, description="weight of PET's auxiliary masked-LM loss")
-    multi_token: Optional[MultiTokenLoss] = Field(
-        None, description="the label loss when a label word has several tokens: ce, or hinge over the words' "
-                          "sequence scores; default: hinge for pet and ipet (PET's), ce otherwise")
+Bound = Annotated[float, Field(ge=-1e12, le=1e12)]
 
 
-class Training(_Model):
-    """Settings shared by every method that trains."""
+class Regression(SpecModel):
+    """A score to predict (LM-BFF's regression): the two labels are its poles, low first."""
 
-    optimizer: Optimizer = Field(Optimizer.adamw, description="the optimizer")
-    learning_rate: float = Field(1e-5, gt=0, le=1, description="peak learning rate")
-    weight_decay: float = Field(0.0, ge=0, le=10, description="decoupled weight decay")
-    schedule: Schedule = Field(Schedule.linear, description="learning-rate schedule after warm-up")
-    warmup: float = Field(0.0, ge=0, lt=1, description="fraction of steps spent warming up")
-    epochs: Optional[int] = Field(None, ge=1, le=10_000, description="passes over the training set")
-    steps: Optional[int] = Field(None, ge=1, le=100_000_000, description="optimizer steps (instead of epochs)")
-    batch_size: int = Field(8, ge=1, le=MAX_BATCH, description="examples per optimizer step, before accumulation")
-    grad_accum: int = Field(1, ge=1, le=MAX_BATCH, description="batches accumulated per optimizer step")
-    max_grad_norm: Optional[float] = Field(1.0, gt=0, le=1e6, description="gradient clipping norm")
-    max_length: int = Field(256, ge=8, le=32768, description="tokens per input")
-    eval_batch_size: int = Field(32, ge=1, le=MAX_BATCH, description="examples per evaluation batch")
-    seeds: list[Seed] = Field([42], min_length=1, description="training seeds (PET repetitions)")
-    select_model: ModelSelection = Field(ModelSelection.dev, description="the state kept: the best on dev data "
-                                         "(when there is dev data), or the last")
+    kind: Literal["regression"] = "regression"
+    score: str = Field("score", description="the column holding the score (a number)")
+    range: list[Bound] = Field(min_length=2, max_length=2, description="the score's lower and upper bound: "
+                                                                        "`range 0, 5`")
+
+    @property
+    def lower(self) -> float:
+        return self.range[0]
+
+    @property
+    def upper(self) -> float:
+        return self.range[1]
 
 
-class Distill(Training):
-    """The final classifier trained on the ensemble's soft labels."""
-
-    temperature: float = Field(2.0, gt=0, le=100, description="softmax temperature for the soft labels (KL · T²)")
-    select_model: ModelSelection = Field(ModelSelection.last, description="the state kept: the last (PET's fixed "
-                                         "number of steps), or the best on dev data")
-    model: Optional[str] = Field(None, description="another model for the classifier (default: the spec's)")
+TASK_KINDS = ("regression",)
+TaskKind = Literal["classification", "regression", "generation"]
 
 
-class IpetSettings(_Model):
-    generations: int = Field(3, ge=1, le=20, description="iPET generations")
-    scale_factor: float = Field(5.0, gt=1, le=100, description="training set growth per generation")
-    logits_percentage: float = Field(0.25, gt=0, le=1, description="share of other models whose ensemble labels")
-    n_most_likely: Optional[int] = Field(None, ge=1, le=MAX_EXAMPLES,
-                                         description="keep only the most confident examples per label")
-
-
-class LabelWordSearch(_Model):
-    """LM-BFF automatic label-word search."""
-
-    top_k: int = Field(100, ge=1, le=100_000, description="candidate words per label from the zero-shot model")
-    candidates: int = Field(100, ge=1, le=100_000, description="label-word mappings kept after pruning")
-    keep: int = Field(1, ge=1, le=1000, description="best mappings by dev accuracy to train with")
-
-
-class TemplateSearch(_Model):
-    """LM-BFF automatic template generation with T5."""
-
-    generator: str = Field("t5-3b", description="the T5 model that fills spans around the label words")
-    beam: int = Field(100, ge=1, le=1000, description="beam width")
-    candidates: int = Field(20, ge=1, le=10_000, description="generated templates kept for dev evaluation")
-    keep: int = Field(1, ge=1, le=1000, description="best templates by dev accuracy to train with")
-
-
-class _Method(_Model):
-    patterns: list[str] = Field(default_factory=list, description="templates to use (default: all)")
-
-
-class ZeroShot(_Method):
-    kind: Literal["zero_shot"] = "zero_shot"
-    calibrate: StrictBool = Field(False, description="divide out the content-free prediction (Calibrate before use)")
-    eval_batch_size: int = Field(32, ge=1, le=MAX_BATCH)
-    max_length: int = Field(256, ge=8, le=32768)
-    decoding: Decoding = Field(Decoding.greedy, description="multi-token mask filling")
-
-
-class InContext(ZeroShot):
-    kind: Literal["in_context"] = "in_context"
-
-
-class Finetune(Training):
-    kind: Literal["finetune"] = "finetune"
-
-
-class PromptFinetune(_Method, Training):
-    kind: Literal["prompt_finetune"] = "prompt_finetune"
-    loss: Loss = Field(default_factory=Loss)
-    decoding: Decoding = Decoding.greedy
-    label_word_search: Optional[LabelWordSearch] = None
-    template_search: Optional[TemplateSearch] = None
-
-
-class Pet(_Method, Training):
-    kind: Literal["pet"] = "pet"
-    loss: Loss = Field(default_factory=Loss)
-    decoding: Decoding = Decoding.greedy
-    select_model: ModelSelection = Field(ModelSelection.last, description="the state kept: the last (PET's fixed "
-                                         "number of steps), or the best on dev data")
-    ensemble: Reduction = Field(Reduction.weighted, description="mean, or weighted by accuracy before training")
-    distill: Optional[Distill] = Field(None, description="distil a classifier from the ensemble's soft labels")
-
-
-class IPet(Pet):
-    kind: Literal["ipet"] = "ipet"
-    ipet: IpetSettings = Field(default_factory=IpetSettings)
-
-
-Method = Annotated[
-    Union[ZeroShot, InContext, Finetune, PromptFinetune, Pet, IPet],
-    Field(discriminator="kind"),
-]
-METHOD_KINDS = ("zero_shot", "in_context", "finetune", "prompt_finetune", "pet", "ipet")
-PROMPT_METHODS = ("zero_shot", "in_context", "prompt_finetune", "pet", "ipet")
-
-
-class Evaluation(_Model):
+class Evaluation(SpecModel):
     metrics: Optional[list[Metric]] = Field(
-        None, min_length=1, description="metrics on test; default: accuracy and macro-F1, or exact match for text generation")
+        None, min_length=1, description="metrics on test; default: accuracy and macro-F1, pearson and spearman "
+                                        "for regression, or exact match for text generation")
     output: Optional[str] = Field(None, description="directory for results, relative to the spec")
 
 
 # ---------------------------------------------------------------- the spec
 
 
-class Spec(_Model):
+class Spec(SpecModel):
     """One experiment."""
 
     version: int = Field(1, description="language version")
     labels: list[str] = Field(default_factory=list, description="label names, in order")
+    task: Optional[Regression] = Field(None, description="the task, when it is not classification: "
+                                                         "`task regression { score COLUMN  range LOW, HIGH }`")
     data: Data
     model: Model
     templates: dict[str, Template] = Field(default_factory=dict)
@@ -397,15 +211,25 @@ class Spec(_Model):
     @property
     def patterns(self) -> list[str]:
         """The templates the method uses: its `patterns`, else all but the demonstration template."""
-        if self.method.kind == "finetune":
+        if not isinstance(self.method, PromptMethod):  # standard fine-tuning: a head, no pattern
             return []
         if self.method.patterns:
             return [name for name in self.method.patterns if name in self.templates]
         demo = self.demonstrations.template if self.demonstrations else None
         return [name for name in self.templates if name != demo]
 
+    @property
+    def task_kind(self) -> TaskKind:
+        """`regression` with a `task regression` block; `generation` when there are no labels and a
+        template's target holds data fields, not [MASK] (a text-to-text task); else `classification`."""
+        if self.task is not None:
+            return self.task.kind
+        if not self.labels and any(t.generates for t in self.templates.values()):
+            return "generation"
+        return "classification"
 
-class Library(_Model):
+
+class Library(SpecModel):
     """A file of shared definitions, meant to be imported: templates and verbalizers only."""
 
     version: int = 1

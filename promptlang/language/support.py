@@ -28,11 +28,7 @@ FEATURES = ("LM-BFF's automatic search", "`select similar`", "text generation")
 
 def is_generation(spec: m.Spec) -> bool:
     """A text-to-text task with no labels: the templates' targets hold data fields, not [MASK]."""
-    return not spec.labels and any(_generates(t) for t in spec.templates.values())
-
-
-def _generates(template: m.Template) -> bool:
-    return bool(template.target) and not any(s.kind == "mask" for s in template.target)
+    return spec.task_kind == "generation"
 
 
 def not_yet(spec: m.Spec) -> list[NotYet]:
@@ -46,7 +42,7 @@ def not_yet(spec: m.Spec) -> list[NotYet]:
     if spec.demonstrations and spec.demonstrations.select is m.Selection.similar:
         found.append(NotYet(FEATURES[1], "`select similar` cannot run yet", ("demonstrations", "select"),
                             "use `select random`"))
-    generating = [name for name in spec.patterns if _generates(spec.templates[name])] if not spec.labels else []
+    generating = [name for name in spec.patterns if spec.templates[name].generates] if not spec.labels else []
     if generating:
         found.append(NotYet(FEATURES[2], "text generation (a `target` made of data fields) cannot run yet",
                             ("templates", generating[0], "target"),

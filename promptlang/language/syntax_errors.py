@@ -219,6 +219,12 @@ def _spec_token(error: UnexpectedToken, text: str):
         brace = _open_brace(text)
         if brace is not None:
             return "this block is never closed", "add a `}` to end it", (brace, brace + 1)
+    return _out_of_place(token, expected, text, where, found)
+
+
+def _out_of_place(token: Token, expected: set, text: str, where: tuple[int, int], found: str):
+    """(message, hint, where) for a token in the wrong place, worded from the word before it and what
+    the parser expected there."""
     previous = _previous_word(text, where[1] if token.type == "$END" else where[0])
     same_line = "\n" not in text[_previous_end(text, where[0]):where[0]]
     if token.type in ("_NL", "$END", "RBRACE") and expected & _VALUE_TERMINALS \

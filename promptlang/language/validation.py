@@ -1,14 +1,16 @@
 """Validation, worded for people: raw spec data shaped as the schema wants it (`coerce`), and each pydantic
-error turned into a message and a hint (`explain`)."""
+error turned into a message and a hint (`explain`) at the place it was written (`report`)."""
 
 from __future__ import annotations
 
 import typing
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from promptlang.language import spec as m
+from promptlang.language.diagnostics import Diagnostics
+from promptlang.language.locations import Locations
 from promptlang.language.suggest import suggest
 
 
@@ -148,3 +150,55 @@ def _group_example(annotation) -> str:
     pairs = [(k, f.default) for k, f in model.model_fields.items()
              if isinstance(f.default, (int, float, str)) and not isinstance(f.default, bool)][:2]
     return ", ".join(f"{k} {getattr(v, 'value', v)}" for k, v in pairs) or "key value"
+
+
+SEGMENT_KINDS = ("text", "field", "mask", "demos", "soft", "sep")
+
+
+def report(error: ValidationError, raw: dict, locations: Locations, diagnostics: Diagnostics, said) -> None:
+    """Each of pydantic's errors as a located diagnostic, unless `said(item, loc)`: the builder already
+    reported the problem there."""
+    for item in error.errors():
+        loc = _normalise(item["loc"])
+        if said(item, loc):
+            continue
+        if len(loc) > 2 and loc[-1] == "count" and loc[0] == "templates":
+            message, hint = _slot_count(item, loc, raw)
+            diagnostics.error(message, locations.get(loc), hint)
+        elif item["type"] == "value_error" and "model_source" in item["msg"]:
+            _model_sources(raw.get("model", {}), locations, diagnostics)
+        else:
+            message, hint, use_key = explain(item, loc, raw)
+            diagnostics.error(message, locations.key(loc) if use_key else locations.get(loc), hint)
+
+
+def _model_sources(model: dict, locations: Locations, diagnostics: Diagnostics) -> None:
+    given = [k for k in ("hub", "path", "gguf", "package") if k in model]
+    if not given:
+        diagnostics.error("the model has no source", locations.key(("model",)),
+                          "give one of `hub`, `path`, `gguf` or `package`")
+    elif len(given) == 1:
+        diagnostics.error(f"the model's `{given[0]}` is empty", locations.get(("model", given[0])),
+                          "write the model's name or path between the quotes")
+    else:
+        diagnostics.error(f"the model has {len(given)} sources, `{given[0]}` and `{given[1]}`",
+                          locations.key(("model", given[1])), "keep one of them")
+
+
+def _slot_count(item: dict, loc: tuple, raw: dict) -> tuple[str, str]:
+    segment = raw["templates"][loc[1]][loc[2]][loc[3]]
+    slot = f"[{segment['kind'].upper()}:{item['input']}]"
+    bounds = {"mask": "1 to 64", "soft": "1 to 1024"}[segment["kind"]]
+    return f"`{slot}` must hold {bounds} tokens", f"write [{segment['kind'].upper()}:2], for example"
+
+
+def _normalise(loc: tuple) -> tuple:
+    """Drop pydantic's union tags from an error location: ('method', 'pet', 'epochs') → ('method', 'epochs')."""
+    out: list = []
+    for i, part in enumerate(loc):
+        if i == 1 and loc[0] == "method" and part in m.METHOD_KINDS:
+            continue
+        if out and isinstance(out[-1], int) and part in SEGMENT_KINDS and isinstance(loc[i - 1], int):
+            continue
+        out.append(part)
+    return tuple(out)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from promptlang.stages.store import alive
+from promptlang.version import __version__
 
 MARKER = ".promptlang-output"
 
@@ -63,8 +64,6 @@ def read_marker(directory: Path) -> dict | None:
 
 def write_marker(directory: Path, spec_path: Path) -> None:
     """Mark `directory` as a promptlang output directory written for `spec_path`."""
-    from promptlang import __version__
-
     marker = {"promptlang": __version__, "spec": str(resolve(spec_path)),
               "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     (directory / MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")

@@ -56,9 +56,9 @@ class Source(_Info):
 class Info(_Info):
     """predictor.json: how the output directory predicts."""
 
-    method: Literal["zero_shot", "in_context", "finetune", "prompt_finetune", "distilled"]
+    method: str = pydantic.Field(pattern=r"^[a-z_]{1,32}$", description="what trained it (a method's kind, or distilled)")
     family: Literal["masked", "causal", "seq2seq"]
-    pattern: Optional[str] = None
+    pattern: Optional[str] = pydantic.Field(None, description="the pattern it scores; none: a classification head")
     labels: list[str] = pydantic.Field(min_length=1)
     extras: Extras = Extras()
     max_length: Optional[int] = pydantic.Field(None, gt=0)
@@ -67,18 +67,12 @@ class Info(_Info):
 
 @dataclass(frozen=True)
 class Prediction:
+    """One input's prediction: the most probable label (a regression's pole), the label probabilities,
+    and what the task predicts, as text (the label, or a regression's score)."""
+
     label: str
     probabilities: dict[str, float]
-
-
-def save_extras(directory: Path, outcome) -> dict:
-    """Write an outcome's tensors (classifier head, soft prompt) and return its JSON-able extras."""
-    from safetensors.torch import save_file
-
-    tensors = {k: v.contiguous() for k, v in outcome.extras.items() if isinstance(v, torch.Tensor)}
-    if tensors:
-        save_file(tensors, str(directory / EXTRAS))
-    return {k: v for k, v in outcome.extras.items() if not isinstance(v, torch.Tensor)}
+    predicted: str
 
 
 def _shown(text: str) -> str:
@@ -117,7 +111,7 @@ def check_info(directory: Path, info: Info, plan: p.Plan) -> None:
     """predictor.json agrees with plan.json."""
     if info.labels != plan.spec.labels:
         raise ArtifactError(f"{directory}: the labels in predictor.json are not those of plan.json")
-    if info.method not in ("finetune", "distilled") and info.pattern not in plan.patterns:
+    if info.pattern is not None and info.pattern not in plan.patterns:
         raise ArtifactError(f"{directory}: predictor.json names a pattern that plan.json does not have")
     for one in info.extras.sets or [info.extras]:
         if one.calibration is not None and len(one.calibration) != len(info.labels):
@@ -211,7 +205,7 @@ class Predictor:
         plan = read_json(self.path, "plan.json", p.Plan)
         check_info(self.path, self.info, plan)
         tokenizer, model = load_weights(self.path, self.info)
-        if self.info.method == "distilled":  # PET's final classifier may sit on another model
+        if self.info.pattern is None:  # a head (PET's distilled classifier may sit on another model)
             from promptlang.compiler.compile import tokenizer_info
 
             plan = plan.model_copy(update={"family": self.info.family, "tokenizer": tokenizer_info(tokenizer)})
@@ -222,7 +216,7 @@ class Predictor:
     def _trained_parts(self, tensors: dict):
         """The classifier head (finetune, distilled) or the soft prompt (when the pattern has one)."""
         session, size = self.session, self.session.model.config.get_text_config().hidden_size
-        if self.info.method in ("finetune", "distilled"):
+        if self.info.pattern is None:
             classifier = Classifier(session.model, session.family, len(self.labels))
             classes = len(self.labels)
             head = {"weight": _need(self.path, tensors, "head.weight", (classes, size), "the classifier head"),
@@ -274,9 +268,11 @@ class Predictor:
         return total / len(sets)
 
     def predict(self, inputs) -> list[Prediction]:
-        """The predicted label and label probabilities for each input."""
+        """The predicted label (a regression's score too) and the label probabilities for each input."""
         probs = self.probabilities(inputs)
-        return [Prediction(self.labels[int(row.argmax())], dict(zip(self.labels, map(float, row)))) for row in probs]
+        shown = self.session.task.predicted(probs)
+        return [Prediction(self.labels[int(row.argmax())], dict(zip(self.labels, map(float, row))), text)
+                for row, text in zip(probs, shown)]
 
 
 def load(path: str | Path) -> Predictor:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from promptlang.compiler import plan as p
-from promptlang.compiler.compile import continuation_scored, mask_ends_input
+from promptlang.methods import method_of
+from promptlang.compiler.costs import continuation_scored, mask_ends_input
 from promptlang.runtime.pipeline import encode
 
 
@@ -51,7 +52,7 @@ def _cost(stage: p.Stage, spec=None) -> str:
     if stage.kind == "demonstrations" and spec is not None:
         demos = spec.demonstrations
         fresh = "; training draws a new set for each example each time, never the example itself" \
-            if spec.method.kind in ("prompt_finetune", "pet", "ipet") else ""
+            if method_of(spec.method.kind).trains and method_of(spec.method.kind).uses_patterns else ""
         first = stage.data_seed * 1000
         seeds = f"seeds {first}..{first + demos.sets - 1}" if demos.sets > 1 else f"seed {first}"
         return (f"{demos.per_label} per label, drawn from the {stage.train_size} training examples; "
@@ -131,7 +132,8 @@ def render_examples(prepared, split: str, n: int) -> str:
     out = []
     demos = None
     if plan.spec.demonstrations is not None:
-        from promptlang.runtime.session import Session, demonstrations
+        from promptlang.runtime.demos import demonstrations
+        from promptlang.runtime.session import Session
 
         demos = [demonstrations(Session(plan, tokenizer, None), prepared.splits[seed], seed * 1000)] * len(examples)
     for name, pattern in plan.patterns.items():

@@ -11,6 +11,7 @@ import torch
 from promptlang.runtime import scoring
 from promptlang.language import spec as m
 from promptlang.runtime.data import Example
+from promptlang.runtime.ensemble import softmax
 from promptlang.runtime.pipeline import shortened, text_ids
 from promptlang.compiler.tokens import ids_of, special_tokens
 from promptlang.runtime.training import History, fit, progress
@@ -79,18 +80,18 @@ def train_classifier(session: Session, examples: list[Example], loss: Callable[[
                      settings: m.Training, dev: list[Example], seed: int,
                      where: tuple = ("method",)) -> tuple[Classifier, History]:
     """A new classification head on the session's model, trained on `examples` with `loss(logits, rows)`;
-    the state with the best dev accuracy is kept when there are dev examples (`where`: the spec path
+    the state with the best dev score (the task's) is kept when there are dev examples (`where`: the spec path
     of `settings`)."""
     classifier = Classifier(session.model, session.family, len(session.spec.labels))
     inputs = classifier_inputs(session, examples, settings.max_length)
     dev = [e for e in dev if e.label in session.spec.labels]
-    dev_labels = [session.spec.labels.index(e.label) for e in dev]
+    task = session.task
 
     def loss_of(rows: list[int]) -> torch.Tensor:
         ids, attention = scoring.pad([inputs[r] for r in rows], session.plan.tokenizer.pad_id)
         return loss(classifier(ids, attention), rows)
 
-    evaluate = (lambda: float((classifier_logits(session, classifier, dev, settings).argmax(1) == np.array(dev_labels)).mean())) \
+    evaluate = (lambda: task.selection(softmax(classifier_logits(session, classifier, dev, settings)), dev)) \
         if dev else None
     history = fit(classifier, loss_of, len(inputs), settings, seed, evaluate, progress(session.log), where)
     return classifier, history

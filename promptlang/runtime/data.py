@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+import statistics
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from promptlang.language import spec as m
 from promptlang.language.datafiles import DataFileError, Table, data_format, label_values_hint, read_table
+from promptlang.language.scores import SCORE_HINT, read_score
 
 SPLITS = ("train", "dev", "test", "unlabeled")
 LABELLED = ("train", "dev", "test")
@@ -15,11 +17,13 @@ LABELLED = ("train", "dev", "test")
 
 @dataclass(frozen=True)
 class Example:
-    """One example: its text fields, its label name (None when unlabeled), and where it came from."""
+    """One example: its text fields, its label name (None when unlabeled), where it came from, and its score
+    (regression: the number; its `label` is then its pole)."""
 
     fields: dict[str, str]
     label: str | None = None
     source: str = ""
+    score: float | None = None
 
 
 @dataclass
@@ -114,7 +118,10 @@ def read_file(spec: m.Spec, split: str, directory: Path) -> Table:
         if column not in table.columns:
             raise DataError(f"`{where}` has no column `{column}`", ("data", "text", i),
                             f"its columns are: {', '.join(table.columns)}")
-    if split in LABELLED and spec.labels and data.label not in table.columns:
+    if split in LABELLED and spec.task is not None and spec.task.score not in table.columns:
+        raise DataError(f"`{where}` has no score column `{spec.task.score}`", ("task", "score"),
+                        f"its columns are: {', '.join(table.columns)}")
+    if split in LABELLED and spec.labels and spec.task is None and data.label not in table.columns:
         raise DataError(f"`{where}` has no label column `{data.label}`", ("data", "label"),
                         f"its columns are: {', '.join(table.columns)}")
     return table
@@ -123,11 +130,15 @@ def read_file(spec: m.Spec, split: str, directory: Path) -> Table:
 def read_split(spec: m.Spec, split: str, directory: Path, skipped: dict[str, int] | None = None) -> list[Example]:
     """The examples of one split as the spec describes it (empty when the split is not given).
 
+    A regression's examples carry their `score` but no label yet: `read_splits` gives them their poles,
+    which depend on the training file's median.
+
     Args:
         skipped: where to count the lines `bad_rows skip` skipped, by file.
 
     Raises:
-        DataError: the file cannot be read, a missing column, no examples, or an unknown label value.
+        DataError: the file cannot be read, a missing column, no examples, an unknown label value, or a
+            score that is not a finite number within the range.
     """
     data = spec.data
     where = getattr(data, split)
@@ -143,7 +154,7 @@ def read_split(spec: m.Spec, split: str, directory: Path, skipped: dict[str, int
     if not rows and split in ("dev", "test"):  # (an empty train split is the method's to refuse)
         raise DataError(f"`{where}` has no examples", ("data", split),
                         None if data.dataset else "a data file holds a header and then one example per line")
-    labels = label_map(spec) if split != "unlabeled" and spec.labels else None
+    labels = label_map(spec) if split != "unlabeled" and spec.labels and spec.task is None else None
     return [_example(spec, split, labels, number, row) for number, row in rows]
 
 
@@ -164,7 +175,29 @@ def _example(spec: m.Spec, split: str, labels: dict[str, str] | None, number: in
             raise DataError(f"`{where}` line {number}: label value `{raw}` is not a label", ("data", split),
                             label_values_hint(spec, [raw]))
         label = labels[raw]
-    return Example({c: v for c, v in row.items() if v is not None}, label, f"{where}:{number}")
+    score = _score(spec, split, number, row) if spec.task is not None and split in LABELLED else None
+    return Example({c: v for c, v in row.items() if v is not None}, label, f"{where}:{number}", score)
+
+
+def _score(spec: m.Spec, split: str, number: int, row: dict[str, str]) -> float:
+    """The score of one row of a labelled split of a regression spec."""
+    try:
+        return read_score(row.get(spec.task.score) or "", spec.task)
+    except ValueError as error:
+        raise DataError(f"`{getattr(spec.data, split)}` line {number}: {error}", ("data", split), SCORE_HINT) from None
+
+
+def pole_threshold(spec: m.Spec, train: list[Example]) -> float:
+    """Where a regression's examples split into the two poles: the median of the training file's scores
+    (the whole file, before sampling), or the middle of the range when there is no training file."""
+    scores = [example.score for example in train if example.score is not None]
+    return statistics.median(scores) if scores else (spec.task.lower + spec.task.upper) / 2
+
+
+def with_poles(spec: m.Spec, examples: list[Example], threshold: float) -> list[Example]:
+    """Each scored example labelled with its pole: `high` from the threshold up (LM-BFF's `<` for `low`), else `low`."""
+    low, high = spec.labels
+    return [replace(e, label=high if e.score >= threshold else low) if e.score is not None else e for e in examples]
 
 
 def per_label(examples: list[Example], labels: list[str], k: int, rng: random.Random,
@@ -190,6 +223,9 @@ def read_splits(spec: m.Spec, directory: Path) -> Read:
     """
     skipped: dict[str, int] = {}
     examples = {split: read_split(spec, split, directory, skipped) for split in SPLITS}
+    if spec.task is not None:  # regression: the poles are the labels, split at the training scores' median
+        threshold = pole_threshold(spec, examples["train"])
+        examples.update({split: with_poles(spec, examples[split], threshold) for split in LABELLED})
     return Read(examples, skipped)
 
 

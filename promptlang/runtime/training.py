@@ -12,6 +12,8 @@ from typing import Callable
 import torch
 
 from promptlang.language import spec as m
+from promptlang.methods import method_of
+from promptlang.runtime.errors import RunError
 
 
 @dataclass
@@ -69,11 +71,11 @@ def hinge_loss(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 
 def multi_token_loss(method) -> m.MultiTokenLoss:
-    """The label loss for patterns with multi-token words: the spec's, else hinge for PET and iPET
-    (as PET's code trains them), cross-entropy for prompt_finetune."""
+    """The label loss for patterns with multi-token words: the spec's, else the method's default (hinge
+    for PET and iPET, as PET's code trains them; cross-entropy for prompt_finetune)."""
     if method.loss.multi_token is not None:
         return method.loss.multi_token
-    return m.MultiTokenLoss.hinge if method.kind in ("pet", "ipet") else m.MultiTokenLoss.ce
+    return method_of(method.kind).multi_token_loss
 
 
 def schedule_for(settings: m.Training, optimizer, steps: int) -> torch.optim.lr_scheduler.LambdaLR:
@@ -111,7 +113,7 @@ def fit(module: torch.nn.Module, loss_of: Callable[[list[int]], torch.Tensor], n
 
     Raises:
         ValueError: there are no training examples (no batch would ever make a step).
-        runtime.RunError: the loss became infinite or NaN (located at the learning rate).
+        RunError: the loss became infinite or NaN (located at the learning rate).
     """
     if n_examples < 1:
         raise ValueError("no training examples")
@@ -168,8 +170,6 @@ def fit(module: torch.nn.Module, loss_of: Callable[[list[int]], torch.Tensor], n
 
 def diverged(loss: float, step: int, steps: int, settings: m.Training, where: tuple) -> Exception:
     """The error for a loss that is no longer a number: most often a learning rate too high for the model."""
-    from promptlang.runtime.session import RunError  # (runtime imports this module)
-
     clip = "" if settings.max_grad_norm else ", or clip gradients with `max_grad_norm 1.0`"
     return RunError(f"training diverged: the loss became {loss} at optimizer step {step} of {steps}",
                     (*where, "learning_rate"),

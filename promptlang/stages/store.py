@@ -58,6 +58,16 @@ class Store:
     def result(self, stage_id: str, key: str) -> dict:
         return json.loads((self.directory(stage_id, key) / RESULT).read_text(encoding="utf-8"))
 
+    def remove(self, stage_id: str, key: str) -> None:
+        """Forget a finished stage (it is computed again)."""
+        shutil.rmtree(self.directory(stage_id, key), ignore_errors=True)
+
+    def prune(self, stage_id: str, key: str, names: tuple[str, ...]) -> None:
+        """Remove some files of a finished stage (trained weights no output needs); the stage stays
+        finished, and a stage that needs the files computes it again."""
+        for name in names:
+            (self.directory(stage_id, key) / name).unlink(missing_ok=True)
+
     @contextmanager
     def writing(self, stage_id: str, key: str) -> Iterator[Path]:
         """A fresh directory to write the stage into; it takes its final name when the block ends

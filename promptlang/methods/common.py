@@ -1,0 +1,70 @@
+"""The stage graph shared by the methods that score test with one model per pattern and seed:
+[demonstrations] → [train] → [calibrate] → evaluate."""
+
+from __future__ import annotations
+
+from promptlang.compiler import costs
+from promptlang.compiler import plan as p
+from promptlang.methods.base import Graph
+
+
+def uses_demos(pattern: p.Pattern | None) -> bool:
+    """Whether the pattern has a [DEMOS] slot."""
+    return pattern is not None and any(piece.kind == "demos" for piece in pattern.pieces)
+
+
+def demonstration_stage(graph: Graph, data_seed: int) -> p.Stage | None:
+    """LM-BFF's demonstration selection for one data sample, when a pattern has a [DEMOS] slot: the
+    training examples per label are the pool (`train_size`), from which the `sets` sets that
+    evaluation averages over are drawn (set i with seed `data seed × 1000 + i`); training draws a
+    new set for an example each time it is put in a batch, never the example itself."""
+    spec = graph.spec
+    if spec.demonstrations is None or not any(uses_demos(x) for x in graph.patterns.values()):
+        return None
+    counts = graph.splits[data_seed]
+    return p.Stage(id=f"demonstrations/d{data_seed}", kind="demonstrations", method=spec.method.kind,
+                   data_seed=data_seed, train_size=counts["train"], work=p.Work(examples_read=counts["train"]))
+
+
+def scored_stages(graph: Graph, trains: bool, data_seeds: list[int] | None = None) -> list[p.Stage]:
+    """For each data sample, pattern (or the head, without patterns) and seed: train (a method that
+    trains; it keeps its weights for evaluation) → calibrate (`calibrate true`) → evaluate on test."""
+    method = graph.spec.method
+    out: list[p.Stage] = []
+    for data_seed in data_seeds if data_seeds is not None else list(graph.splits):
+        selection = demonstration_stage(graph, data_seed)
+        out += [selection] if selection else []
+        for name in list(graph.patterns) or [None]:
+            for seed in method.seeds if trains else [None]:
+                out += _one_model(graph, data_seed, name, seed, selection, trains)
+    return out
+
+
+def _one_model(graph: Graph, data_seed: int, name: str | None, seed: int | None, selection: p.Stage | None,
+               trains: bool) -> list[p.Stage]:
+    spec, method, family = graph.spec, graph.spec.method, graph.family
+    counts = graph.splits[data_seed]
+    pattern = graph.patterns.get(name) if name else None
+    shown = selection is not None and uses_demos(pattern)
+    sets = spec.demonstrations.sets if shown else 1  # evaluation averages over the sets
+    tag = "/".join(x for x in (f"d{data_seed}", name or "head", f"s{seed}" if seed is not None else None) if x)
+    common = dict(method=method.kind, pattern=name, data_seed=data_seed, seed=seed)
+    needs: list[str] = [selection.id] if shown else []
+    out: list[p.Stage] = []
+    if trains:
+        out.append(p.Stage(id=f"train/{tag}", kind="train", needs=list(needs), train_size=counts["train"],
+                           saves_weights=True,
+                           work=costs.training_work(method, counts["train"], pattern, family, counts["dev"] * sets),
+                           **common))
+        needs.append(f"train/{tag}")
+    if getattr(method, "calibrate", False):
+        out.append(p.Stage(id=f"calibrate/{tag}", kind="calibrate", needs=list(needs),
+                           work=p.Work(forward_passes=costs.passes(pattern, family, 1, 1) * sets, examples_read=sets),
+                           **common))
+        needs.append(f"calibrate/{tag}")
+    batch = method.eval_batch_size
+    out.append(p.Stage(id=f"evaluate/{tag}", kind="evaluate", needs=needs, scores=["test"],
+                       work=p.Work(forward_passes=costs.passes(pattern, family, counts["test"], batch) * sets,
+                                   examples_read=counts["test"] * sets),
+                       **common))
+    return out

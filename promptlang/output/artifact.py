@@ -1,0 +1,188 @@
+"""The output directory of a run: metrics, predictions, the plan, the log, and what predicting needs
+(predictor.json, the model or where it came from, a head or soft prompt), written beside its final
+place and moved there in one step."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+from promptlang.language import spec as m
+from promptlang.output.guard import swap
+from promptlang.output.predictor import EXTRAS
+from promptlang.runtime.ensemble import softmax
+from promptlang.runtime.task import task_of
+from promptlang.stages.kinds import EXTRAS as STAGE_EXTRAS
+from promptlang.stages.kinds import Done, Run
+from promptlang.stages.scored import demo_sets, use_trained
+
+
+@dataclass
+class Row:
+    stage: str
+    data_seed: int
+    pattern: str | None
+    seed: int | None
+    metrics: dict[str, float]
+    dev: float | None = None
+    seconds: float = 0.0
+    model: str | None = None  # the row's group in the summary (default: its pattern)
+    reused: bool = False  # found in the stage store, not computed by this run
+
+    @property
+    def group(self) -> str:
+        return self.model or self.pattern or "head"
+
+
+@dataclass
+class Results:
+    rows: list[Row] = field(default_factory=list)
+    outcomes: list[tuple] = field(default_factory=list)  # (stage, test examples, probabilities (N, C))
+    executed: list[str] = field(default_factory=list)  # the stages the executor went through, in order
+
+    def summary(self) -> dict[str, dict[str, dict[str, float]]]:
+        """Model group → metric → mean and std over data seeds and seeds."""
+        out: dict[str, dict[str, dict[str, float]]] = {}
+        for group in dict.fromkeys(r.group for r in self.rows):
+            rows = [r for r in self.rows if r.group == group]
+            out[group] = {}
+            for metric in rows[0].metrics:
+                values = [r.metrics[metric] for r in rows]
+                out[group][metric] = {"mean": statistics.fmean(values),
+                                      "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+                                      "runs": len(values)}
+        return out
+
+    def table(self) -> str:
+        lines = []
+        for row in self.rows:
+            scores = "  ".join(f"{k} {v:.4f}" for k, v in row.metrics.items())
+            took = "reused" if row.reused else f"{row.seconds:.0f} s"
+            lines.append(f"  {row.stage:<40} {scores}  ({took})")
+        lines.append("")
+        for group, values in self.summary().items():
+            scores = "  ".join(f"{k} {v['mean'] * 100:.1f} ± {v['std'] * 100:.1f}" for k, v in values.items())
+            lines.append(f"  {group:<20} {scores}  over {next(iter(values.values()))['runs']} run(s)")
+        return "\n".join(lines)
+
+
+def group_of(done: Done) -> str:
+    """A scored stage's group in the summary: its pattern (with iPET's generation), the ensemble,
+    the distilled classifier, or the head of standard fine-tuning."""
+    stage = done.stage
+    generation = f"g{stage.generation} " if stage.generation is not None else ""
+    if stage.kind == "ensemble":
+        return f"{generation}ensemble"
+    if stage.kind == "distill":
+        return "distilled"
+    return f"{generation}{stage.pattern or 'head'}"
+
+
+def results_of(run: Run, done: list[Done], log) -> Results:
+    """A row of metrics for every stage that scores test, in the plan's order."""
+    task = run.session.task
+    results = Results()
+    for item in done:
+        stage = item.stage
+        if "test" not in stage.scores:
+            continue
+        test = run.splits[stage.data_seed].test
+        probs = softmax(item.logits("test"))
+        scores = task.metrics(run.spec.evaluate.metrics, test, probs)
+        results.rows.append(Row(stage.id, stage.data_seed, stage.pattern, stage.seed, scores, item.result.get("dev"),
+                                item.result.get("seconds", 0.0), group_of(item), item.reused))
+        results.outcomes.append((stage, test, probs))
+        log(f"  {stage.id}: " + "  ".join(f"{k} {v:.4f}" for k, v in scores.items()))
+    return results
+
+
+def chosen(done: list[Done]) -> Done | None:
+    """The model the output directory predicts with: of the stages that can predict (evaluations, PET's
+    distilled classifiers), the one with the best dev score, the first when there is no dev score."""
+    candidates = [d for d in done if d.stage.kind in ("evaluate", "distill")]
+    if not candidates:
+        return None
+    return max(candidates, key=lambda d: -float("inf") if d.result.get("dev") is None else d.result["dev"])
+
+
+def keep_model(staging: Path, run: Run, best: Done, source: dict) -> None:
+    """Save what predicting as `best` needs: predictor.json, the head or soft prompt, calibration and
+    demonstrations, and the weights and tokenizer when training changed them (else where the model came
+    from)."""
+    stage, spec = best.stage, run.spec
+    info = {"method": "distilled" if stage.kind == "distill" else spec.method.kind, "pattern": stage.pattern,
+            "stage": stage.id, "dev": best.result.get("dev"), "labels": spec.labels, "extras": _extras(run, best)}
+    if stage.kind == "distill":
+        trained, session = best, run.session_for(stage)
+        from safetensors.torch import load_model
+
+        session.reset(stage.seed)
+        load_model(session.model, str(best.path / "weights.safetensors"))
+        run.loaded = None
+        info["max_length"] = spec.method.distill.max_length
+    else:
+        trained, session = use_trained(run, stage), run.session
+    info["family"] = session.family
+    if trained is not None and (trained.path / STAGE_EXTRAS).is_file():
+        shutil.copy2(trained.path / STAGE_EXTRAS, staging / EXTRAS)
+    if trained is None:
+        info["source"] = source
+    else:
+        session.tokenizer.save_pretrained(staging / "model")
+        session.model.save_pretrained(staging / "model", safe_serialization=True)
+    (staging / "predictor.json").write_text(json.dumps(info), encoding="utf-8")
+
+
+def _extras(run: Run, best: Done) -> dict:
+    """predictor.json's extras: the demonstration sets, each with its calibration, or one calibration."""
+    stage = best.stage
+    if stage.kind != "evaluate":
+        return {}
+    sets = demo_sets(run, stage)
+    calibrated = run.need(stage, "calibrate")
+    calibration = calibrated.result["calibration"] if calibrated else None
+    if sets:
+        return {"sets": [{"demos": d, **({"calibration": calibration[i]} if calibration else {})}
+                         for i, d in enumerate(sets)]}
+    return {"calibration": calibration[0]} if calibration else {}
+
+
+def write_artifact(staging: Path, target: Path, plan, tokenizer, results: Results, splits, log_lines) -> None:
+    """Finish the run's directory beside its final place, then move it there in one step."""
+    (staging / "spec.json").write_text(plan.spec.model_dump_json(indent=2), encoding="utf-8")
+    (staging / "plan.json").write_text(plan.model_dump_json(indent=2), encoding="utf-8")
+    (staging / "verbalizer.json").write_text(json.dumps(_verbalizers(plan, tokenizer), indent=2,
+                                                        ensure_ascii=False), encoding="utf-8")
+    skipped = next(iter(splits.values())).skipped if splits else {}  # `bad_rows skip`: lines skipped per file
+    (staging / "metrics.json").write_text(json.dumps(
+        {"runs": [r.__dict__ for r in results.rows], "summary": results.summary(),
+         **({"skipped_rows": skipped} if skipped else {})}, indent=2), encoding="utf-8")
+    _write_predictions(staging / "predictions.tsv", plan.spec, task_of(plan.spec), results.outcomes)
+    (staging / "log.txt").write_text("\n".join(log_lines) + "\n", encoding="utf-8")
+    swap(staging, target)
+
+
+def copy_stages(staging: Path, done: list[Done], keep_out: tuple[str, ...]) -> None:
+    """Each stage's files (its result, logits, examples) under `stages/`, without trained weights."""
+    for item in done:
+        shutil.copytree(item.path, staging / "stages" / item.stage.id, ignore=shutil.ignore_patterns(*keep_out))
+
+
+def _verbalizers(plan, tokenizer) -> dict:
+    return {name: {lw.label: [{"word": w, "ids": ids, "tokens": tokenizer.convert_ids_to_tokens(ids)}
+                              for w, ids in zip(lw.words, lw.ids)] for lw in pattern.labels}
+            for name, pattern in plan.patterns.items()}
+
+
+def _write_predictions(path: Path, spec: m.Spec, task, outcomes: list[tuple]) -> None:
+    """predictions.tsv: for each scored stage and test example, the gold and predicted label (a
+    regression's scores) and the label probabilities."""
+    with open(path, "w", encoding="utf-8") as out:
+        out.write("\t".join(["stage", "index", "gold", "predicted", *[f"p_{x}" for x in spec.labels]]) + "\n")
+        for stage, examples, probabilities in outcomes:
+            for i, ((gold, predicted), probs) in enumerate(zip(task.shown(examples, probabilities), probabilities)):
+                out.write("\t".join([stage.id, str(i), gold, predicted, *[f"{x:.6f}" for x in probs]]) + "\n")

@@ -1,0 +1,116 @@
+"""LM-BFF's demonstrations: labelled examples filled into the demonstration template with their label
+word, drawn per label into sets; scoring averaged over demonstration sets."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from promptlang.compiler import plan as p
+from promptlang.compiler.compile import compile_pattern
+from promptlang.runtime import scoring
+from promptlang.runtime.data import Example, Splits
+from promptlang.runtime.pipeline import Encoded
+from promptlang.runtime.session import Session, logits, probabilities
+
+
+def has_demos(pattern: p.Pattern) -> bool:
+    """Whether the pattern has a [DEMOS] slot."""
+    return any(piece.kind == "demos" for piece in pattern.pieces)
+
+
+@dataclass
+class DemoPool:
+    """Labelled examples ready to be demonstrations: each one's token ids through the demonstration
+    template with its label's first word at the mask (encoded once), and the examples of each label."""
+
+    ids: list[list[int]]
+    by_label: list[list[int]]  # for each label, the indices of its examples
+    per_label: int
+
+    def draw(self, rng: random.Random, exclude: int | None = None) -> list[int]:
+        """One demonstration set: `per_label` examples per label (never example `exclude`), in a
+        random order, as token ids."""
+        chosen: list[int] = []
+        for rows in self.by_label:
+            pool = [r for r in rows if r != exclude]
+            chosen += rng.sample(pool, min(self.per_label, len(pool)))
+        rng.shuffle(chosen)
+        return [token for row in chosen for token in self.ids[row]]
+
+
+def demo_pool(session: Session, examples: list[Example]) -> DemoPool:
+    """The examples as demonstrations (see `DemoPool`), through the spec's demonstration template."""
+    spec = session.spec
+    settings = spec.demonstrations
+    name = settings.template or next(iter(session.plan.patterns))
+    pattern = compile_pattern(spec, name, session.tokenizer)
+    pattern = pattern.model_copy(update={"pieces": [x for x in pattern.pieces if x.kind != "demos"]})
+    info = session.plan.tokenizer
+    encoded = session.encode(pattern, examples, 10**6)
+    ids: list[list[int]] = []
+    for row, example in enumerate(examples):
+        inner = encoded.ids[row][len(info.prefix) : len(encoded.ids[row]) - len(info.suffix)]
+        at = encoded.mask_at[row] - len(info.prefix)
+        word = pattern.labels[spec.labels.index(example.label)].ids[0] if example.label in spec.labels else []
+        ids.append(inner[:at] + word + inner[at + encoded.mask_count:])
+    by_label = [[i for i, e in enumerate(examples) if e.label == label] for label in spec.labels]
+    return DemoPool(ids, by_label, settings.per_label)
+
+
+def demonstrations(session: Session, splits: Splits, seed: int) -> list[int]:
+    """One sampled set of demonstrations: `per_label` training examples per label, each filled in
+    through the demonstration template with its label's first word, in a random order."""
+    return demo_pool(session, splits.train).draw(random.Random(seed))
+
+
+def demo_sets(session: Session, splits: Splits) -> list[list[int]]:
+    """The `sets` demonstration sets that evaluation averages over for a data sample (set i drawn with
+    seed `data seed × 1000 + i`, the plan's `demonstrations` stage); none without demonstrations."""
+    settings = session.spec.demonstrations
+    if settings is None:
+        return []
+    pool = demo_pool(session, splits.train)
+    return [pool.draw(random.Random(splits.seed * 1000 + index)) for index in range(settings.sets)]
+
+
+def fresh_demos(session: Session, examples: list[Example], seed: str) -> Callable[[list[int]], list[list[int]]]:
+    """A function that draws, for each of some examples (indices), a new demonstration set from the other
+    examples; reproducible for a given `seed`, different at each call."""
+    pool, rng = demo_pool(session, examples), random.Random(seed)
+    return lambda rows: [pool.draw(rng, exclude=row) for row in rows]
+
+
+def encoded_sets(session: Session, pattern: p.Pattern, examples: list[Example], max_length: int,
+                 sets: list[list[int]]) -> list[Encoded]:
+    """The examples encoded once per demonstration set (every example with the same set), or once
+    without demonstrations when there are no sets."""
+    return [session.encode(pattern, examples, max_length, [demos] * len(examples)) for demos in sets] or \
+        [session.encode(pattern, examples, max_length)]
+
+
+def mean_probabilities(session: Session, pattern: p.Pattern, encodings: list[Encoded], batch_size: int,
+                       soft: scoring.SoftPrompt | None = None) -> np.ndarray:
+    """Label probabilities (N, C) averaged over encodings of the same examples (demonstration sets)."""
+    return sum(probabilities(session, pattern, encoded, batch_size, soft) for encoded in encodings) / len(encodings)
+
+
+def set_logits(session: Session, pattern: p.Pattern, examples: list[Example], max_length: int,
+               sets: list[list[int]], batch_size: int, soft: scoring.SoftPrompt | None = None) -> np.ndarray:
+    """Label log-scores (N, C) whose softmax is the probabilities averaged over the demonstration sets
+    (the plain logits when there are none)."""
+    if not sets:
+        return logits(session, pattern, session.encode(pattern, examples, max_length), batch_size, soft)
+    encodings = encoded_sets(session, pattern, examples, max_length, sets)
+    return np.log(np.maximum(mean_probabilities(session, pattern, encodings, batch_size, soft), 1e-30))
+
+
+def own_demos(session: Session, pattern: p.Pattern, examples: list[Example], seed: int) -> list[list[int]] | None:
+    """For a pattern with a [DEMOS] slot, a demonstration set for each example drawn from the others
+    (as in training); None for a pattern without one."""
+    if not has_demos(pattern):
+        return None
+    return fresh_demos(session, examples, f"own demonstrations {seed}")(list(range(len(examples))))

@@ -1,0 +1,31 @@
+"""Logits files: a stage's label logits on one split, as TSV.
+
+A header `index  source  gold  <label>...`, then one row per example in the split's order: its
+position, where it came from (`file:row`), its gold label name (empty when unknown), and one
+logit per label (label log-scores: softmax over a row gives the model's label probabilities).
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from promptlang.runtime.data import Example
+
+
+def write_logits(path: Path, examples: list[Example], logits: np.ndarray, labels: list[str]) -> None:
+    with open(path, "w", encoding="utf-8", newline="") as out:
+        writer = csv.writer(out, delimiter="\t", lineterminator="\n")
+        writer.writerow(["index", "source", "gold", *labels])
+        for i, (example, row) in enumerate(zip(examples, logits)):
+            writer.writerow([i, example.source, example.label or "", *[f"{float(x):.9g}" for x in row]])
+
+
+def read_logits(path: Path) -> np.ndarray:
+    """The (N, C) logits of a logits file."""
+    with open(path, encoding="utf-8", newline="") as handle:
+        rows = list(csv.reader(handle, delimiter="\t"))
+    width = len(rows[0]) - 3
+    return np.array([[float(x) for x in row[3:]] for row in rows[1:]], dtype=np.float64).reshape(-1, width)

@@ -1,0 +1,222 @@
+"""The stage kinds that put a model to work on a pattern (or a classification head):
+`demonstrations`, `train`, `calibrate` and `evaluate`."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from promptlang.compiler import plan as p
+from promptlang.language import spec as m
+from promptlang.runtime import demos
+from promptlang.runtime.classifier import Classifier, classifier_logits, train_classifier
+from promptlang.runtime.data import Example, Splits
+from promptlang.runtime.errors import RunError
+from promptlang.runtime.prompt_training import train_pattern
+from promptlang.runtime.scoring import SoftPrompt
+from promptlang.runtime.session import accuracy, calibrate, content_free, logits, probabilities
+from promptlang.stages.kinds import EXTRAS, WEIGHTS, Kind, Run, register
+from promptlang.stages.logits import write_logits
+
+SETS = "sets.json"
+
+
+# ---------------------------------------------------------------- demonstrations
+
+
+def _demonstrations_inputs(run: Run, stage: p.Stage) -> dict:
+    spec, plan = run.spec, run.session.plan
+    return {"demonstrations": spec.demonstrations.model_dump(mode="json"),
+            "templates": {k: v.model_dump(mode="json") for k, v in spec.templates.items()},
+            "verbalizers": {k: v.model_dump(mode="json") for k, v in spec.verbalizers.items()},
+            "tokenizer": plan.tokenizer.model_dump(mode="json"), "family": plan.family, "labels": spec.labels,
+            "data": run.fingerprint(stage.data_seed)}
+
+
+def _demonstrations(run: Run, stage: p.Stage, out: Path) -> dict:
+    """The demonstration sets that evaluation averages over, as token ids (`sets.json`)."""
+    sets = demos.demo_sets(run.session, run.splits[stage.data_seed])
+    (out / SETS).write_text(json.dumps({"sets": sets}), encoding="utf-8")
+    return {"sets": len(sets), "pool": stage.train_size}
+
+
+def demo_sets(run: Run, stage: p.Stage) -> list[list[int]]:
+    """The demonstration sets of the `demonstrations` stage a stage needs (none without one)."""
+    done = run.need(stage, "demonstrations")
+    return json.loads((done.path / SETS).read_text(encoding="utf-8"))["sets"] if done else []
+
+
+# ---------------------------------------------------------------- train
+
+
+def _examples_for(run: Run, stage: p.Stage) -> list[Example]:
+    """The labelled set, plus (iPET) the examples its `label` stage drew from unlabeled data."""
+    splits = run.splits[stage.data_seed]
+    labelled = run.need(stage, "label")
+    if labelled is None:
+        return splits.train
+    extra: list[Example] = []
+    with open(labelled.path / "examples.tsv", encoding="utf-8", newline="") as handle:
+        for row in csv.DictReader(handle, delimiter="\t"):
+            source = splits.unlabeled[int(row["index"])]
+            extra.append(Example(source.fields, row["label"], source.source))
+    return splits.train + extra
+
+
+def selection_dev(settings: m.Training, splits: Splits) -> list[Example]:
+    """The dev examples a model is selected on: none with `select_model last` (PET's fixed number of steps)."""
+    return splits.dev if settings.select_model is m.ModelSelection.dev else []
+
+
+def _train(run: Run, stage: p.Stage, out: Path) -> dict:
+    """Train one model (a pattern, or a classification head without one) from the pretrained weights;
+    write the label logits of the splits the stage scores, and keep what it trained when it saves weights."""
+    session = run.session
+    session.reset(stage.seed)
+    run.loaded = None
+    examples = _examples_for(run, stage)
+    if stage.saves_weights and not examples:
+        raise RunError(f"no training examples for data seed {stage.data_seed}", ("data", "train"),
+                       "check that the training file has rows with the spec's labels")
+    result = _train_head(run, stage, examples, out) if stage.pattern is None else _train_pattern(run, stage, examples, out)
+    if stage.saves_weights:
+        from safetensors.torch import save_model
+
+        save_model(session.model, str(out / WEIGHTS))
+        run.loaded = stage.id
+    return result | {"train_size": len(examples)}
+
+
+def _train_pattern(run: Run, stage: p.Stage, examples: list[Example], out: Path) -> dict:
+    session, method = run.session, run.spec.method
+    splits = run.splits[stage.data_seed]
+    pattern = session.plan.patterns[stage.pattern]
+    before = None
+    if stage.scores and splits.train:  # an ensemble member's weight: accuracy on the training set before training
+        own = demos.own_demos(session, pattern, splits.train, stage.seed)  # never an example itself
+        encoded = session.encode(pattern, splits.train, method.max_length, own)
+        before = accuracy(probabilities(session, pattern, encoded, method.eval_batch_size), encoded.labels)
+    sets = demo_sets(run, stage)
+    trained = train_pattern(session, pattern, examples, selection_dev(method, splits), splits.unlabeled,
+                            stage.seed, sets)
+    for split in stage.scores:
+        rows = getattr(splits, split)
+        write_logits(out / f"{split}.logits.tsv", rows,
+                     demos.set_logits(session, pattern, rows, method.max_length, sets, method.eval_batch_size,
+                                      trained.soft), run.spec.labels)
+    if trained.soft is not None:
+        _save_tensors(out, {"soft": trained.soft.weight})
+    history = trained.history
+    return {"train_accuracy_before": before, "dev": trained.dev, "dev_scores": history.dev if history else [],
+            "losses": history.losses if history else []}
+
+
+def _train_head(run: Run, stage: p.Stage, examples: list[Example], out: Path) -> dict:
+    """Standard fine-tuning: a new head on the labels (a regression's poles) and the whole model, trained
+    with the task's loss."""
+    session, method = run.session, run.spec.method
+    task = session.task
+    targets = task.targets(examples)
+    classifier, history = train_classifier(session, examples, lambda scores, rows: task.loss(scores, targets[rows]),
+                                           method, run.splits[stage.data_seed].dev, stage.seed)
+    _save_tensors(out, {"head.weight": classifier.head.weight, "head.bias": classifier.head.bias})
+    return {"dev": max(history.dev) if history.dev else None, "dev_scores": history.dev, "losses": history.losses}
+
+
+def _save_tensors(out: Path, tensors: dict[str, torch.Tensor]) -> None:
+    from safetensors.torch import save_file
+
+    save_file({k: v.detach().contiguous() for k, v in tensors.items()}, str(out / EXTRAS))
+
+
+def trained_extras(done) -> dict[str, torch.Tensor]:
+    """The head or soft prompt a train stage kept ({} when none)."""
+    from safetensors.torch import load_file
+
+    path = done.path / EXTRAS
+    return load_file(str(path)) if path.is_file() else {}
+
+
+def use_trained(run: Run, stage: p.Stage) -> "object | None":
+    """Put in the session's model the weights of the train stage that `stage` needs (the pretrained
+    weights when it needs none); returns that train stage's `Done`."""
+    session, train = run.session, run.need(stage, "train")
+    if train is None:
+        session.reset(stage.seed if stage.seed is not None else stage.data_seed)
+        run.loaded = None
+        return None
+    if run.loaded != train.stage.id:
+        if not (train.path / WEIGHTS).is_file():  # removed after an earlier run chose another model
+            train = run.recompute(train.stage)
+        if run.loaded != train.stage.id:
+            from safetensors.torch import load_model
+
+            session.reset(stage.seed)
+            load_model(session.model, str(train.path / WEIGHTS))
+            run.loaded = train.stage.id
+    return train
+
+
+# ---------------------------------------------------------------- calibrate and evaluate
+
+
+def _calibrate(run: Run, stage: p.Stage, out: Path) -> dict:
+    """Contextual calibration: the label probabilities of a content-free input, once per demonstration set."""
+    session, method = run.session, run.spec.method
+    use_trained(run, stage)
+    pattern = session.plan.patterns[stage.pattern]
+    sets = demo_sets(run, stage) or [None]
+    return {"calibration": [content_free(session, pattern, method.max_length, [d] if d else None).tolist()
+                            for d in sets]}
+
+
+def _evaluate(run: Run, stage: p.Stage, out: Path) -> dict:
+    """Label logits on test: the pattern's scores (averaged over the demonstration sets as probabilities,
+    each calibrated when a calibrate stage is needed), or the classification head's."""
+    session, method = run.session, run.spec.method
+    train = use_trained(run, stage)
+    test = run.splits[stage.data_seed].test
+    extras = trained_extras(train) if train else {}
+    if stage.pattern is None:
+        classifier = Classifier(session.model, session.family, len(run.spec.labels))
+        classifier.head.load_state_dict({"weight": extras["head.weight"], "bias": extras["head.bias"]})
+        scores = classifier_logits(session, classifier, test, method)
+    else:
+        scores = _pattern_logits(run, stage, test, extras.get("soft"))
+    write_logits(out / "test.logits.tsv", test, scores, run.spec.labels)
+    return {"dev": train.result.get("dev") if train else None}
+
+
+def _pattern_logits(run: Run, stage: p.Stage, test: list[Example], soft_weight) -> np.ndarray:
+    session, method = run.session, run.spec.method
+    pattern = session.plan.patterns[stage.pattern]
+    soft = None
+    if soft_weight is not None:
+        soft = SoftPrompt(session.model, len(soft_weight))
+        soft.weight.data.copy_(soft_weight)
+    calibrated = run.need(stage, "calibrate")
+    sets = demo_sets(run, stage)
+    if not sets and calibrated is None:
+        return logits(session, pattern, session.encode(pattern, test, method.max_length), method.eval_batch_size, soft)
+    total = np.zeros((len(test), len(run.spec.labels)))
+    for index, shown in enumerate(sets or [None]):
+        encoded = session.encode(pattern, test, method.max_length, [shown] * len(test) if shown else None)
+        probs = probabilities(session, pattern, encoded, method.eval_batch_size, soft)
+        if calibrated is not None:
+            probs = calibrate(probs, np.array(calibrated.result["calibration"][index]))
+        total = total + probs
+    return np.log(np.maximum(total / max(1, len(sets)), 1e-30))
+
+
+def _model_inputs(run: Run, stage: p.Stage) -> dict:
+    return run.model_inputs(stage)
+
+
+register(Kind("demonstrations", 1, _demonstrations_inputs, _demonstrations, lambda stage: [SETS]))
+register(Kind("train", 3, _model_inputs, _train))
+register(Kind("calibrate", 1, _model_inputs, _calibrate))
+register(Kind("evaluate", 1, _model_inputs, _evaluate))
