@@ -123,30 +123,20 @@ def fit(module: torch.nn.Module, loss_of: Callable[[list[int]], torch.Tensor], n
     if settings.select_model is m.ModelSelection.last:
         evaluate = None  # a fixed number of steps, as in PET: the dev data is not looked at
     schedule = schedule_for(settings, optimizer, steps)
-    history, best, best_state = History(), -math.inf, None
+    history, kept = History(), _Best()
     step, epoch = 0, 0
     per_epoch = math.ceil(math.ceil(n_examples / settings.batch_size) / settings.grad_accum)
-    epochs = math.ceil(steps / max(per_epoch, 1))
-    every = max(1, math.ceil(epochs / 10))  # evaluate on dev at most about ten times
+    every = max(1, math.ceil(math.ceil(steps / max(per_epoch, 1)) / 10))  # dev at most about ten times
     module.train()
     while step < steps:
         order = list(range(n_examples))
         rng.shuffle(order)
         batches = [order[i : i + settings.batch_size] for i in range(0, n_examples, settings.batch_size)]
         for start in range(0, len(batches), settings.grad_accum):
-            group = batches[start : start + settings.grad_accum]
-            total = 0.0
-            for batch in group:
-                loss = loss_of(batch) * len(batch) / sum(len(b) for b in group)
-                loss.backward()
-                total += float(loss.detach())
+            total = _accumulate(loss_of, batches[start : start + settings.grad_accum])
             if not math.isfinite(total):
                 raise diverged(total, step + 1, steps, settings, where)
-            if settings.max_grad_norm:
-                torch.nn.utils.clip_grad_norm_(module.parameters(), settings.max_grad_norm)
-            optimizer.step()
-            schedule.step()
-            optimizer.zero_grad(set_to_none=True)
+            _update(module, optimizer, schedule, settings)
             step += 1
             history.losses.append(total)
             if progress:
@@ -155,17 +145,48 @@ def fit(module: torch.nn.Module, loss_of: Callable[[list[int]], torch.Tensor], n
                 break
         epoch += 1
         if evaluate is not None and (epoch % every == 0 or step == steps):
-            module.eval()
-            score = evaluate()
-            module.train()
-            history.dev.append(score)
-            if score > best:
-                best, history.best_epoch = score, epoch
-                best_state = copy.deepcopy({k: v.detach().clone() for k, v in module.state_dict().items()})
+            kept.consider(module, evaluate, epoch, history)
     module.eval()
-    if best_state is not None:
-        module.load_state_dict(best_state)
+    if kept.state is not None:
+        module.load_state_dict(kept.state)
     return history
+
+
+def _accumulate(loss_of: Callable[[list[int]], torch.Tensor], group: list[list[int]]) -> float:
+    """Backpropagate a group of batches (gradient accumulation), each weighted by its share of the
+    group's examples; returns the group's mean loss."""
+    total = 0.0
+    for batch in group:
+        loss = loss_of(batch) * len(batch) / sum(len(b) for b in group)
+        loss.backward()
+        total += float(loss.detach())
+    return total
+
+
+def _update(module: torch.nn.Module, optimizer, schedule, settings: m.Training) -> None:
+    """One optimizer step: clip the gradients (`max_grad_norm`), step, advance the schedule, clear."""
+    if settings.max_grad_norm:
+        torch.nn.utils.clip_grad_norm_(module.parameters(), settings.max_grad_norm)
+    optimizer.step()
+    schedule.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+@dataclass
+class _Best:
+    """The state with the best dev score so far (`select_model dev`)."""
+
+    score: float = -math.inf
+    state: dict | None = None
+
+    def consider(self, module: torch.nn.Module, evaluate: Callable[[], float], epoch: int, history: History) -> None:
+        module.eval()
+        score = evaluate()
+        module.train()
+        history.dev.append(score)
+        if score > self.score:
+            self.score, history.best_epoch = score, epoch
+            self.state = copy.deepcopy({k: v.detach().clone() for k, v in module.state_dict().items()})
 
 
 def diverged(loss: float, step: int, steps: int, settings: m.Training, where: tuple) -> Exception:
