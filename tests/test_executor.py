@@ -121,7 +121,7 @@ def test_only_the_chosen_models_weights_stay_in_the_store(tmp_path, model_dirs):
     assert (tmp_path / "out" / "model" / "model.safetensors").read_bytes() == before
 
 
-KILLED_SPEC = "prompt_finetune {\n  steps 300\n  batch_size 2\n  seeds 1, 2\n}"
+KILLED_SPEC = "prompt_finetune {\n  steps 80\n  batch_size 2\n  seeds 1, 2\n}"
 
 
 def _run_command(spec: Path, out: Path, store: Path, env: dict) -> list[str]:

@@ -151,3 +151,15 @@ def test_the_metrics_json_says_pearson_and_spearman(tmp_path, model_dirs):
     run(write(tmp_path, model_dirs, "masked", "zero_shot {}"), str(out), quiet=True)
     metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     assert set(metrics["summary"]["t"]) == {"pearson", "spearman"}
+    with open(out / "stages" / "evaluate" / "d13" / "t" / "test.logits.tsv", encoding="utf-8") as handle:
+        header, *rows = [line.rstrip("\n").split("\t") for line in handle]
+    assert header == ["index", "source", "gold", "low", "high"]
+    assert sorted(float(row[2]) for row in rows) == sorted(x for xs in SCORES.values() for x in xs)  # the scores
+
+
+def test_the_plan_says_what_a_regression_learns(tmp_path, model_dirs, capsys):
+    from promptlang.cli import main
+
+    assert main(["plan", str(write(tmp_path, model_dirs, "masked", "zero_shot {}"))]) == 0
+    assert "task: regression of `score` in [0, 5]: targets [1 − t, t] over the poles low and high " \
+           "(t = (score − 0) / 5), prediction 0 + 5 · p(high)" in capsys.readouterr().out.splitlines()

@@ -77,6 +77,7 @@ def describe_plan(prepared) -> str:
     lines = [f"model: {kind} {value} ({plan.family}); tokenizer: {plan.tokenizer.vocab_size} tokens",
              "data: " + "; ".join(f"seed {seed}: " + ", ".join(f"{k} {v}" for k, v in counts.items())
                                   for seed, counts in plan.splits.items())]
+    lines += _task_line(plan.spec)
     for name, pattern in plan.patterns.items():
         lines.append(f"pattern {name}: " + " ".join(_piece(x) for x in pattern.pieces))
         lines += [f"  {line}" for line in label_words(pattern, tokenizer)]
@@ -87,6 +88,16 @@ def describe_plan(prepared) -> str:
         lines.append(f"  {stage.id:<36} {_cost(stage, plan.spec)}{after}")
     lines.append(f"total: {_work(plan.total())}")
     return "\n".join(lines)
+
+
+def _task_line(spec) -> list[str]:
+    """What a regression learns (classification needs no line)."""
+    if spec.task_kind != "regression":
+        return []
+    task, (low, high) = spec.task, spec.labels
+    return [f"task: regression of `{task.score}` in [{task.lower:g}, {task.upper:g}]: targets [1 − t, t] over "
+            f"the poles {low} and {high} (t = (score − {task.lower:g}) / {task.upper - task.lower:g}), "
+            f"prediction {task.lower:g} + {task.upper - task.lower:g} · p({high})"]
 
 
 def _scoring_note(pattern: p.Pattern, family: str) -> list[str]:

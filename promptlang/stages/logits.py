@@ -1,7 +1,8 @@
 """Logits files: a stage's label logits on one split, as TSV.
 
 A header `index  source  gold  <label>...`, then one row per example in the split's order: its
-position, where it came from (`file:row`), its gold label name (empty when unknown), and one
+position, where it came from (`file:row`), its gold label name (a regression's gold score; empty
+when unknown), and one
 logit per label (label log-scores: softmax over a row gives the model's label probabilities).
 """
 
@@ -20,7 +21,12 @@ def write_logits(path: Path, examples: list[Example], logits: np.ndarray, labels
         writer = csv.writer(out, delimiter="\t", lineterminator="\n")
         writer.writerow(["index", "source", "gold", *labels])
         for i, (example, row) in enumerate(zip(examples, logits)):
-            writer.writerow([i, example.source, example.label or "", *[f"{float(x):.9g}" for x in row]])
+            writer.writerow([i, example.source, gold_text(example), *[f"{float(x):.9g}" for x in row]])
+
+
+def gold_text(example: Example) -> str:
+    """What the logits files write as an example's gold value: its score (a regression), else its label."""
+    return f"{example.score:g}" if example.score is not None else example.label or ""
 
 
 def read_logits(path: Path) -> np.ndarray:
