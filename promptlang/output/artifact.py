@@ -82,7 +82,13 @@ def group_of(done: Done) -> str:
     return f"{generation}{stage.pattern or 'head'}"
 
 
-def results_of(run: Run, done: list[Done], log) -> Results:
+def test_metrics(run: Run, item: Done) -> dict[str, float]:
+    """The task's metrics of a stage that scores test."""
+    return run.session.task.metrics(run.spec.evaluate.metrics, run.splits[item.stage.data_seed].test,
+                                    softmax(item.logits("test")))
+
+
+def results_of(run: Run, done: list[Done]) -> Results:
     """A row of metrics for every stage that scores test, in the plan's order."""
     task = run.session.task
     results = Results()
@@ -96,7 +102,6 @@ def results_of(run: Run, done: list[Done], log) -> Results:
         results.rows.append(Row(stage.id, stage.data_seed, stage.pattern, stage.seed, scores, item.result.get("dev"),
                                 item.result.get("seconds", 0.0), group_of(item), item.reused))
         results.outcomes.append((stage, test, probs))
-        log(f"  {stage.id}: " + "  ".join(f"{k} {v:.4f}" for k, v in scores.items()))
     return results
 
 

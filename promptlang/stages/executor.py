@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Callable
 
 from promptlang.compiler import plan as p
 from promptlang.stages import pet, scored  # noqa: F401 (they register their kinds)
@@ -23,8 +24,8 @@ from promptlang.stages.store import RESULT, key_of
 class Executor:
     """Runs a plan's stages in order; `record` is what it did: each stage id, in order, once."""
 
-    def __init__(self, run: Run):
-        self.run = run
+    def __init__(self, run: Run, finished: Callable[[Done], None] | None = None):
+        self.run, self.finished = run, finished  # `finished`: told of each stage once it is done
         self.record: list[str] = []
         self.current: p.Stage | None = None  # the stage being run (for locating errors)
         run.recompute = self.recompute
@@ -41,6 +42,8 @@ class Executor:
             self.current = stage
             self.run.done[stage.id] = self._one(stage, f"[{number}/{len(stages)}]")
             self.record.append(stage.id)
+            if self.finished is not None:
+                self.finished(self.run.done[stage.id])
         self.current = None
         return [self.run.done[s.id] for s in stages]
 
