@@ -124,7 +124,7 @@ def test_only_the_chosen_models_weights_stay_in_the_store(tmp_path, model_dirs):
 KILLED_SPEC = "prompt_finetune {\n  steps 80\n  batch_size 2\n  seeds 1, 2\n}"
 
 
-def _run_command(spec: Path, out: Path, store: Path, env: dict) -> list[str]:
+def _run_command(spec: Path, out: Path, store: Path) -> list[str]:
     return [sys.executable, "-m", "promptlang", "run", str(spec), "--out", str(out), "--stages", str(store)]
 
 
@@ -133,8 +133,8 @@ def test_a_run_killed_mid_stage_resumes_there_with_byte_identical_outputs(tmp_pa
     spec = write(tmp_path, model_dirs, "causal", KILLED_SPEC, **DEMOS)
     env = {**os.environ, "PROMPTLANG_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
     whole, store = tmp_path / "whole", tmp_path / "store"
-    subprocess.run(_run_command(spec, whole, tmp_path / "other-store", env), env=env, check=True, capture_output=True)
-    process = subprocess.Popen(_run_command(spec, tmp_path / "out", store, env), env=env,
+    run(spec, str(whole), quiet=True, stages=tmp_path / "other-store")  # uninterrupted, for comparison
+    process = subprocess.Popen(_run_command(spec, tmp_path / "out", store), env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while not list((store / "train" / "d13" / "t" / "s2").glob("*.partial-*")) and time.time() < deadline:
@@ -144,10 +144,10 @@ def test_a_run_killed_mid_stage_resumes_there_with_byte_identical_outputs(tmp_pa
     process.wait()
     assert process.returncode == -signal.SIGKILL
     assert not (tmp_path / "out").exists()  # nothing half-written where the results go
-    resumed = subprocess.run(_run_command(spec, tmp_path / "out", store, env), env=env, check=True,
-                             capture_output=True, text=True)
-    assert "train/d13/t/s1: finished earlier, reused" in resumed.stderr
-    assert "[4/5] train/d13/t/s2 ..." in resumed.stderr  # (demonstrations, train s1, evaluate s1 are reused)
+    run(spec, str(tmp_path / "out"), quiet=True, stages=store)  # resumed
+    log = (tmp_path / "out" / "log.txt").read_text(encoding="utf-8")
+    assert "train/d13/t/s1: finished earlier, reused" in log
+    assert "[4/5] train/d13/t/s2 ..." in log  # (demonstrations, train s1, evaluate s1 are reused)
     for name in ("predictions.tsv", "predictor.json", "verbalizer.json", "plan.json"):
         assert (tmp_path / "out" / name).read_bytes() == (whole / name).read_bytes(), name
     metrics = [json.loads((folder / "metrics.json").read_text(encoding="utf-8")) for folder in (whole, tmp_path / "out")]
