@@ -14,7 +14,8 @@ from promptlang.compiler.compile import CompileError, compile_plan
 from promptlang.language import spec as m
 from promptlang.language.diagnostics import Diagnostics, SpecError
 from promptlang.language.support import not_yet
-from promptlang.output.artifact import Results, chosen, copy_stages, keep_model, results_of, test_metrics, write_artifact
+from promptlang.output.artifact import (Keeper, Results, chosen, copy_stages, keep_model, results_of, test_metrics,
+                                        write_artifact)
 from promptlang.output.guard import OutputError, check_target, staging_dir, write_marker
 from promptlang.runtime.data import DataError, read_splits, sample_splits
 from promptlang.runtime.errors import RunError
@@ -177,9 +178,12 @@ def run(spec_path: Path, out: str | None = None, overrides: list[str] = (), quie
     distill = getattr(spec.method, "distill", None)
     other = _classifier_session(session, distill.model, directory, analysis) if distill and distill.model else None
     context = Run(session, prepared.splits, Store(store_root), log, other)
-    def finished(item: Done) -> None:  # each score as soon as its stage is done
+    keeper = Keeper(context)
+
+    def finished(item: Done) -> None:  # each score as soon as its stage is done; only the best model's weights kept
         if "test" in item.stage.scores and context.splits[item.stage.data_seed].test:
             log(f"  {item.stage.id}: " + "  ".join(f"{k} {v:.4f}" for k, v in test_metrics(context, item).items()))
+        keeper.offer(item)
 
     executor = Executor(context, finished)
     done = _execute(executor, prepared, analysis)
@@ -191,7 +195,6 @@ def run(spec_path: Path, out: str | None = None, overrides: list[str] = (), quie
         best = chosen(done)
         if best is not None:
             keep_model(staging, context, best, model_source(spec, directory))
-        _prune(context, done, best)
         log(f"done in {time.time() - started:.0f} s")
         write_marker(staging, spec_path)
         write_artifact(staging, target, prepared.plan, prepared.tokenizer, results, prepared.splits, log_lines)
@@ -239,16 +242,6 @@ def _execute(executor: Executor, prepared: Prepared, analysis) -> list[Done]:
         raise spec_error(analysis, f"template `{stage.pattern}` leaves no room for an input: {error}",
                          ("templates", stage.pattern, "text"),
                          "raise `max_length` in `method`, or mark long fields with `| shorten`") from None
-
-
-def _prune(run: Run, done: list[Done], best: Done | None) -> None:
-    """Remove from the store the trained weights that no output needs (all but the chosen model's):
-    a few hundred MB each for a real model. The stages stay finished; a stage that needs removed
-    weights computes them again."""
-    keep = {best.stage.id, *best.stage.needs} if best is not None else set()
-    for item in done:
-        if item.stage.saves_weights and item.stage.id not in keep:
-            run.store.prune(item.stage.id, item.key, (WEIGHTS,))
 
 
 def _classifier_session(session: Session, name: str, directory: Path, analysis) -> "Callable[[], Session]":

@@ -156,3 +156,29 @@ def test_a_run_killed_mid_stage_resumes_there_with_byte_identical_outputs(tmp_pa
     assert metrics[0]["summary"] == metrics[1]["summary"]
     assert (tmp_path / "out" / "model" / "model.safetensors").read_bytes() == \
         (whole / "model" / "model.safetensors").read_bytes()
+
+
+def test_the_keeper_removes_a_models_weights_as_soon_as_a_better_one_is_done(tmp_path):
+    from promptlang.output.artifact import Keeper
+    from promptlang.stages.kinds import WEIGHTS, Done, Run
+    from promptlang.stages.store import Store
+
+    store = Store(tmp_path)
+    run_ = Run(session=None, splits={}, store=store)
+    evaluations = []
+    for seed, dev in [(1, 0.5), (2, 0.7), (3, 0.6), (4, 0.7)]:
+        train = p.Stage(id=f"train/d13/t/s{seed}", kind="train", method="prompt_finetune", data_seed=13, seed=seed,
+                        saves_weights=True)
+        (store.directory(train.id, "k") / WEIGHTS).parent.mkdir(parents=True)
+        (store.directory(train.id, "k") / WEIGHTS).write_bytes(b"w")
+        run_.done[train.id] = Done(train, "k", store.directory(train.id, "k"), {}, False)
+        evaluate = p.Stage(id=f"evaluate/d13/t/s{seed}", kind="evaluate", method="prompt_finetune", data_seed=13,
+                           seed=seed, needs=[train.id])
+        evaluations.append(Done(evaluate, "k", tmp_path, {"dev": dev}, False))
+    keeper, left = Keeper(run_), []
+    for item in evaluations:
+        run_.done[item.stage.id] = item
+        keeper.offer(item)
+        left.append(sorted(x.parent.parent.name for x in tmp_path.rglob(WEIGHTS)))
+    assert left == [["s1", "s2", "s3", "s4"], ["s2", "s3", "s4"], ["s2", "s4"], ["s2"]]  # ties: the first stays
+    assert keeper.best is evaluations[1]

@@ -17,6 +17,7 @@ from promptlang.output.predictor import EXTRAS
 from promptlang.runtime.ensemble import softmax
 from promptlang.runtime.task import task_of
 from promptlang.stages.kinds import EXTRAS as STAGE_EXTRAS
+from promptlang.stages.kinds import WEIGHTS as STAGE_WEIGHTS
 from promptlang.stages.kinds import Done, Run
 from promptlang.stages.scored import demo_sets, use_trained
 
@@ -105,13 +106,41 @@ def results_of(run: Run, done: list[Done]) -> Results:
     return results
 
 
+PREDICTING = ("evaluate", "distill")  # the stages whose model the output directory may predict with
+
+
+def _dev(item: Done) -> float:
+    return -float("inf") if item.result.get("dev") is None else item.result["dev"]
+
+
 def chosen(done: list[Done]) -> Done | None:
     """The model the output directory predicts with: of the stages that can predict (evaluations, PET's
     distilled classifiers), the one with the best dev score, the first when there is no dev score."""
-    candidates = [d for d in done if d.stage.kind in ("evaluate", "distill")]
-    if not candidates:
-        return None
-    return max(candidates, key=lambda d: -float("inf") if d.result.get("dev") is None else d.result["dev"])
+    candidates = [d for d in done if d.stage.kind in PREDICTING]
+    return max(candidates, key=_dev) if candidates else None
+
+
+class Keeper:
+    """Keeps in the store the trained weights of the best model so far only (the one `chosen` will
+    pick), removing the others' as soon as a stage that can predict is done: a real model's weights
+    are a few hundred MB to a few GB. The stages stay finished; one that needs removed weights
+    computes them again."""
+
+    def __init__(self, run: Run):
+        self.run, self.best = run, None
+
+    def offer(self, item: Done) -> None:
+        if item.stage.kind not in PREDICTING:
+            return
+        if self.best is None or _dev(item) > _dev(self.best):
+            loser, self.best = self.best, item
+        else:
+            loser = item
+        if loser is not None:
+            for stage_id in (loser.stage.id, *loser.stage.needs):
+                trained = self.run.done[stage_id]
+                if trained.stage.saves_weights:
+                    self.run.store.prune(stage_id, trained.key, (STAGE_WEIGHTS,))
 
 
 def keep_model(staging: Path, run: Run, best: Done, source: dict) -> None:
