@@ -104,6 +104,13 @@ def test_a_changed_setting_reruns_only_the_stages_that_depend_on_it(tmp_path, mo
     spec.write_text(spec.read_text(encoding="utf-8").replace("seeds 1, 2", "seeds 1, 3"), encoding="utf-8")
     changed = run(spec, str(tmp_path / "out"), quiet=True, stages=tmp_path / "stages")
     assert {row.stage: row.reused for row in changed.rows} == {"evaluate/d13/t/s1": True, "evaluate/d13/t/s3": False}
+    # another test file: the models are reused, only the evaluations run again
+    tinymodels.write_data(tmp_path, "test2.tsv", rows=tinymodels.SENTENCES[:4])
+    spec.write_text(spec.read_text(encoding="utf-8").replace('test  "data.tsv"', 'test  "test2.tsv"'), encoding="utf-8")
+    tested = run(spec, str(tmp_path / "out"), quiet=True, stages=tmp_path / "stages")
+    log = (tmp_path / "out" / "log.txt").read_text(encoding="utf-8")
+    assert "train/d13/t/s1: finished earlier, reused" in log and "train/d13/t/s3: finished earlier, reused" in log
+    assert not any(row.reused for row in tested.rows)
 
 
 def test_only_the_chosen_models_weights_stay_in_the_store(tmp_path, model_dirs):

@@ -436,6 +436,10 @@ def test_the_data_part_of_a_stage_key_is_the_text_columns_and_labels():
     assert _fingerprint(sample(), ["sentence", "other"]) != base  # what the classifier reads
     assert _fingerprint(sample(), ["other", "sentence"]) != _fingerprint(sample(), ["sentence", "other"])
     assert _fingerprint(Splits(13, train=[Example({"sentence": "a fine film"}, "negative")]), ["sentence"]) != base
+    scored = [_fingerprint(Splits(13, train=[Example({"sentence": "a fine film"}, "high", score=s)]), ["sentence"])
+              for s in (4.0, 4.5)]
+    assert scored[0] != scored[1]  # a regression's score, not only its pole
+    assert _fingerprint(sample(), ["sentence"], ("test",)) == _fingerprint(Splits(13), ["sentence"], ("test",))
 
 
 def test_a_stage_store_that_cannot_be_written_is_a_usage_error(project, capsys):

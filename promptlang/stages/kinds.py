@@ -19,6 +19,7 @@ from promptlang.runtime.session import Session
 from promptlang.stages.logits import read_logits
 from promptlang.stages.store import Store, key_of
 
+SPLITS = ("train", "dev", "test", "unlabeled")
 WEIGHTS = "weights.safetensors"  # a stage's trained model weights (every parameter, safetensors)
 EXTRAS = "extras.safetensors"  # what else it trained: a classifier head, a soft prompt
 
@@ -70,17 +71,18 @@ class Run:
         """The finished stage of a kind that `stage` needs (its first), if any."""
         return next((self.done[n] for n in stage.needs if self.done[n].stage.kind == kind), None)
 
-    def fingerprint(self, data_seed: int) -> str:
-        return fingerprint(self.splits[data_seed], self.spec.data.text)
+    def fingerprint(self, data_seed: int, splits: tuple[str, ...] = SPLITS) -> str:
+        return fingerprint(self.splits[data_seed], self.spec.data.text, splits)
 
-    def model_inputs(self, stage: p.Stage) -> dict:
+    def model_inputs(self, stage: p.Stage, reads: tuple[str, ...] = SPLITS) -> dict:
         """What a stage that runs the model depends on beyond its needs: the pattern as compiled, the
-        tokenizer, the model, the method's settings, the data sample, its seed, the libraries."""
+        tokenizer, the model, the method's settings, the splits of the data sample it reads, its seed,
+        the libraries."""
         spec, plan = self.spec, self.session.plan
         pattern = plan.patterns.get(stage.pattern) if stage.pattern else None
         return {"pattern": pattern.model_dump(mode="json") if pattern else None,
                 "tokenizer": plan.tokenizer.model_dump(mode="json"), "model": spec.model.model_dump(mode="json"),
-                "family": plan.family, "labels": spec.labels, "data": self.fingerprint(stage.data_seed),
+                "family": plan.family, "labels": spec.labels, "data": self.fingerprint(stage.data_seed, reads),
                 "method": spec.method.model_dump(mode="json", exclude={"patterns", "ensemble", "distill", "ipet",
                                                                        "seeds"}),
                 "seed": stage.seed, "libraries": libraries(), "encoding": ENCODING_VERSION}
@@ -119,10 +121,10 @@ def register(kind: Kind) -> Kind:
     return kind
 
 
-def fingerprint(splits: Splits, columns: list[str]) -> str:
-    """A hash of one data sample: each split's text columns and labels, in order."""
-    data = {name: [[[e.fields.get(c, "") for c in columns], e.label] for e in getattr(splits, name)]
-            for name in ("train", "dev", "test", "unlabeled")}
+def fingerprint(splits: Splits, columns: list[str], names: tuple[str, ...] = SPLITS) -> str:
+    """A hash of some splits of one data sample: each example's text columns, label and score, in order."""
+    data = {name: [[[e.fields.get(c, "") for c in columns], e.label, e.score] for e in getattr(splits, name)]
+            for name in SPLITS if name in names}
     return key_of({"columns": columns, "data": data})
 
 

@@ -34,7 +34,7 @@ def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature:
 def _label_inputs(run: Run, stage: p.Stage) -> dict:  # (more generations add stages; the earlier ones stay)
     method = run.spec.method
     return {"ipet": method.ipet.model_dump(mode="json", exclude={"generations"}), "ensemble": method.ensemble.value,
-            "labels": run.spec.labels, "data": run.fingerprint(stage.data_seed)}
+            "labels": run.spec.labels, "data": run.fingerprint(stage.data_seed, ("train", "unlabeled"))}
 
 
 def _label(run: Run, stage: p.Stage, out: Path) -> dict:
@@ -82,7 +82,8 @@ def _distill_inputs(run: Run, stage: p.Stage) -> dict:
     spec, plan = run.spec, run.session.plan
     return {"distill": spec.method.distill.model_dump(mode="json", exclude={"seeds"}),
             "model": spec.model.model_dump(mode="json"), "tokenizer": plan.tokenizer.model_dump(mode="json"),
-            "labels": spec.labels, "data": run.fingerprint(stage.data_seed), "seed": stage.seed,
+            "labels": spec.labels, "data": run.fingerprint(stage.data_seed, ("dev", "test", "unlabeled")),
+            "seed": stage.seed,
             "libraries": libraries(), "encoding": ENCODING_VERSION}
 
 
@@ -112,6 +113,6 @@ def _distill(run: Run, stage: p.Stage, out: Path) -> dict:
             "dev": max(history.dev) if history.dev else None, "losses": history.losses}
 
 
-register(Kind("label", 2, _label_inputs, _label, lambda stage: ["examples.tsv"]))
+register(Kind("label", 3, _label_inputs, _label, lambda stage: ["examples.tsv"]))
 register(Kind("ensemble", 2, _ensemble_inputs, _ensemble))
-register(Kind("distill", 4, _distill_inputs, _distill, lambda stage: written(stage, EXTRAS)))
+register(Kind("distill", 5, _distill_inputs, _distill, lambda stage: written(stage, EXTRAS)))

@@ -34,7 +34,7 @@ def _demonstrations_inputs(run: Run, stage: p.Stage) -> dict:
             "templates": {k: v.model_dump(mode="json") for k, v in spec.templates.items()},
             "verbalizers": {k: v.model_dump(mode="json") for k, v in spec.verbalizers.items()},
             "tokenizer": plan.tokenizer.model_dump(mode="json"), "family": plan.family, "labels": spec.labels,
-            "data": run.fingerprint(stage.data_seed)}
+            "data": run.fingerprint(stage.data_seed, ("train",))}
 
 
 def _demonstrations(run: Run, stage: p.Stage, out: Path) -> dict:
@@ -212,11 +212,11 @@ def _pattern_logits(run: Run, stage: p.Stage, test: list[Example], soft_weight) 
     return np.log(np.maximum(total / max(1, len(sets)), 1e-30))
 
 
-def _model_inputs(run: Run, stage: p.Stage) -> dict:
-    return run.model_inputs(stage)
+def _train_inputs(run: Run, stage: p.Stage) -> dict:  # (the MLM loss reads unlabeled data)
+    return run.model_inputs(stage, ("train", "dev", "unlabeled", *stage.scores))
 
 
-register(Kind("demonstrations", 1, _demonstrations_inputs, _demonstrations, lambda stage: [SETS]))
-register(Kind("train", 3, _model_inputs, _train))
-register(Kind("calibrate", 1, _model_inputs, _calibrate))
-register(Kind("evaluate", 1, _model_inputs, _evaluate))
+register(Kind("demonstrations", 2, _demonstrations_inputs, _demonstrations, lambda stage: [SETS]))
+register(Kind("train", 4, _train_inputs, _train))
+register(Kind("calibrate", 2, lambda run, stage: run.model_inputs(stage, ()), _calibrate))
+register(Kind("evaluate", 2, lambda run, stage: run.model_inputs(stage, ("test",)), _evaluate))
