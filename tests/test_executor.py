@@ -113,13 +113,15 @@ def test_a_changed_setting_reruns_only_the_stages_that_depend_on_it(tmp_path, mo
     assert not any(row.reused for row in tested.rows)
 
 
-def test_only_the_chosen_models_weights_stay_in_the_store(tmp_path, model_dirs):
-    spec = write(tmp_path, model_dirs, "masked", "prompt_finetune " + TRAIN)
+@pytest.mark.parametrize("method", ["prompt_finetune " + TRAIN, "pet " + PET.replace("seeds 1, 2\n  distill {",
+                                                                                    "seeds 1\n  distill {\n    seeds 1, 2")])
+def test_only_the_chosen_models_weights_stay_in_the_store(method, tmp_path, model_dirs):
+    spec = write(tmp_path, model_dirs, "masked", method)
     run(spec, str(tmp_path / "out"), quiet=True, stages=tmp_path / "stages")
     info = json.loads((tmp_path / "out" / "predictor.json").read_text(encoding="utf-8"))
     kept = sorted(str(x.relative_to(tmp_path / "stages").parent.parent)
                   for x in (tmp_path / "stages").rglob("weights.safetensors"))
-    assert kept == [info["stage"].replace("evaluate/", "train/")]
+    assert kept == [info["stage"].replace("evaluate/", "train/")]  # (a distilled model keeps its own)
     # a later run whose chosen model lost its weights trains it again, to the same output
     for path in (tmp_path / "stages").rglob("weights.safetensors"):
         path.unlink()

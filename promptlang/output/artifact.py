@@ -151,11 +151,13 @@ def keep_model(staging: Path, run: Run, best: Done, source: dict) -> None:
     info = {"method": "distilled" if stage.kind == "distill" else spec.method.kind, "pattern": stage.pattern,
             "stage": stage.id, "dev": best.result.get("dev"), "labels": spec.labels, "extras": _extras(run, best)}
     if stage.kind == "distill":
-        trained, session = best, run.session_for(stage)
         from safetensors.torch import load_model
 
+        if not (best.path / STAGE_WEIGHTS).is_file():  # removed after an earlier run: trained again
+            best = run.recompute(stage)
+        trained, session = best, run.session_for(stage)
         session.reset(stage.seed)
-        load_model(session.model, str(best.path / "weights.safetensors"))
+        load_model(session.model, str(best.path / STAGE_WEIGHTS))
         run.loaded = None
         info["max_length"] = spec.method.distill.max_length
     else:
