@@ -14,8 +14,7 @@ from promptlang.compiler.compile import CompileError, compile_plan
 from promptlang.language import spec as m
 from promptlang.language.diagnostics import Diagnostics, SpecError
 from promptlang.language.support import not_yet
-from promptlang.output.artifact import (Keeper, Results, chosen, copy_stages, keep_model, results_of, test_metrics,
-                                        write_artifact)
+from promptlang.output.artifact import Keeper, Results, copy_stages, keep_model, write_artifact
 from promptlang.output.guard import OutputError, check_target, staging_dir, write_marker
 from promptlang.runtime.data import DataError, read_splits, sample_splits
 from promptlang.runtime.errors import RunError
@@ -178,23 +177,20 @@ def run(spec_path: Path, out: str | None = None, overrides: list[str] = (), quie
     distill = getattr(spec.method, "distill", None)
     other = _classifier_session(session, distill.model, directory, analysis) if distill and distill.model else None
     context = Run(session, prepared.splits, Store(store_root), log, other)
-    keeper = Keeper(context)
+    keeper, results = Keeper(context), Results()
 
     def finished(item: Done) -> None:  # each score as soon as its stage is done; only the best model's weights kept
-        if "test" in item.stage.scores and context.splits[item.stage.data_seed].test:
-            log(f"  {item.stage.id}: " + "  ".join(f"{k} {v:.4f}" for k, v in test_metrics(context, item).items()))
+        results.add(context, item, log)
         keeper.offer(item)
 
     executor = Executor(context, finished)
     done = _execute(executor, prepared, analysis)
     staging = staging_dir(target)
     try:
-        results = results_of(context, done)
         results.executed = list(executor.record)
         copy_stages(staging, done, (WEIGHTS, STAGE_EXTRAS))
-        best = chosen(done)
-        if best is not None:
-            keep_model(staging, context, best, model_source(spec, directory))
+        if keeper.best is not None:
+            keep_model(staging, context, keeper.best, model_source(spec, directory))
         log(f"done in {time.time() - started:.0f} s")
         write_marker(staging, spec_path)
         write_artifact(staging, target, prepared.plan, prepared.tokenizer, results, prepared.splits, log_lines)

@@ -11,6 +11,21 @@ def pytest_addoption(parser):
     parser.addoption("--regen-goldens", action="store_true", help="rewrite golden files from the current output")
 
 
+@pytest.fixture(scope="module")
+def model_dirs(tmp_path_factory):
+    """Family → a folder holding its tiny model and tokenizer (written once per module)."""
+    import tinymodels
+
+    root = tmp_path_factory.mktemp("models")
+    return {family: tinymodels.save(family, root / family) for family in tinymodels.FAMILIES}
+
+
+@pytest.fixture
+def promptlang_cache(tmp_path, monkeypatch):
+    """A fresh promptlang cache (tokenized data, the stage store) per test, never the user's."""
+    monkeypatch.setenv("PROMPTLANG_CACHE", str(tmp_path / "cache"))
+
+
 @pytest.fixture
 def golden(request):
     """Compare text with a golden file (or rewrite it under --regen-goldens)."""

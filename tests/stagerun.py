@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from promptlang.output.artifact import _extras
+from promptlang.output.artifact import predictor_extras
 from promptlang.runtime.ensemble import softmax
 from promptlang.stages.executor import Executor
 from promptlang.stages.kinds import Run
@@ -46,5 +46,5 @@ def outcome(session, splits, pattern: str | None, seed: int | None, store=None) 
     labels = session.spec.labels
     gold = [labels.index(e.label) if e.label in labels else -1 for e in splits.test]
     train = next((d for d in done if d.stage.kind == "train"), None)
-    return Outcome(softmax(last.logits("test")), gold, _extras(run, last), last.result.get("dev"),
+    return Outcome(softmax(last.logits("test")), gold, predictor_extras(run, last), last.result.get("dev"),
                    train.result.get("dev_scores", []) if train else [], done)

@@ -51,15 +51,7 @@ DATA = '''  train "data.tsv"
   text  sentence'''
 
 
-@pytest.fixture(scope="module")
-def model_dirs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("models")
-    return {family: tinymodels.save(family, root / family) for family in tinymodels.FAMILIES}
-
-
-@pytest.fixture(autouse=True)
-def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("PROMPTLANG_CACHE", str(tmp_path / "cache"))
+pytestmark = pytest.mark.usefixtures("promptlang_cache")
 
 
 def write(folder: Path, model_dirs, family: str, method: str, **spec) -> Path:

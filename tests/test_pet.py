@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from promptlang.runtime.ensemble import (eq_div, ensemble_logits, generation_sizes, ipet_train_set, label_sizes,
-                                 new_examples, softmax)
+from promptlang.compiler.sizes import eq_div, generation_sizes, label_sizes, new_examples
+from promptlang.runtime.ensemble import ensemble_logits, ipet_train_set, softmax
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")

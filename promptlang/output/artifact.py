@@ -58,6 +58,20 @@ class Results:
                                       "runs": len(values)}
         return out
 
+    def add(self, run: Run, item: Done, log) -> None:
+        """The row of a finished stage that scores test (logged as it comes); other stages add none."""
+        stage = item.stage
+        if "test" not in stage.scores:
+            return
+        test = run.splits[stage.data_seed].test
+        probs = softmax(item.logits("test"))
+        scores = run.session.task.metrics(run.spec.evaluate.metrics, test, probs)
+        self.rows.append(Row(stage.id, stage.data_seed, stage.pattern, stage.seed, scores, item.result.get("dev"),
+                             item.result.get("seconds", 0.0), group_of(item), item.reused))
+        self.outcomes.append((stage, test, probs))
+        if test:
+            log(f"  {stage.id}: " + "  ".join(f"{k} {v:.4f}" for k, v in scores.items()))
+
     def table(self) -> str:
         lines = []
         for row in self.rows:
@@ -83,29 +97,6 @@ def group_of(done: Done) -> str:
     return f"{generation}{stage.pattern or 'head'}"
 
 
-def test_metrics(run: Run, item: Done) -> dict[str, float]:
-    """The task's metrics of a stage that scores test."""
-    return run.session.task.metrics(run.spec.evaluate.metrics, run.splits[item.stage.data_seed].test,
-                                    softmax(item.logits("test")))
-
-
-def results_of(run: Run, done: list[Done]) -> Results:
-    """A row of metrics for every stage that scores test, in the plan's order."""
-    task = run.session.task
-    results = Results()
-    for item in done:
-        stage = item.stage
-        if "test" not in stage.scores:
-            continue
-        test = run.splits[stage.data_seed].test
-        probs = softmax(item.logits("test"))
-        scores = task.metrics(run.spec.evaluate.metrics, test, probs)
-        results.rows.append(Row(stage.id, stage.data_seed, stage.pattern, stage.seed, scores, item.result.get("dev"),
-                                item.result.get("seconds", 0.0), group_of(item), item.reused))
-        results.outcomes.append((stage, test, probs))
-    return results
-
-
 PREDICTING = ("evaluate", "distill")  # the stages whose model the output directory may predict with
 
 
@@ -113,16 +104,11 @@ def _dev(item: Done) -> float:
     return -float("inf") if item.result.get("dev") is None else item.result["dev"]
 
 
-def chosen(done: list[Done]) -> Done | None:
-    """The model the output directory predicts with: of the stages that can predict (evaluations, PET's
-    distilled classifiers), the one with the best dev score, the first when there is no dev score."""
-    candidates = [d for d in done if d.stage.kind in PREDICTING]
-    return max(candidates, key=_dev) if candidates else None
-
-
 class Keeper:
-    """Keeps in the store the trained weights of the best model so far only (the one `chosen` will
-    pick), removing the others' as soon as a stage that can predict is done: a real model's weights
+    """Tracks the model the output directory predicts with — of the stages that can predict
+    (evaluations, PET's distilled classifiers), the one with the best dev score, the first when
+    there is no dev score — and keeps in the store the trained weights of that best model so far
+    only, removing the others' as soon as a stage that can predict is done: a real model's weights
     are a few hundred MB to a few GB. The stages stay finished; one that needs removed weights
     computes them again."""
 
@@ -149,7 +135,7 @@ def keep_model(staging: Path, run: Run, best: Done, source: dict) -> None:
     from)."""
     stage, spec = best.stage, run.spec
     info = {"method": "distilled" if stage.kind == "distill" else spec.method.kind, "pattern": stage.pattern,
-            "stage": stage.id, "dev": best.result.get("dev"), "labels": spec.labels, "extras": _extras(run, best)}
+            "stage": stage.id, "dev": best.result.get("dev"), "labels": spec.labels, "extras": predictor_extras(run, best)}
     if stage.kind == "distill":
         from safetensors.torch import load_model
 
@@ -173,7 +159,7 @@ def keep_model(staging: Path, run: Run, best: Done, source: dict) -> None:
     (staging / "predictor.json").write_text(json.dumps(info), encoding="utf-8")
 
 
-def _extras(run: Run, best: Done) -> dict:
+def predictor_extras(run: Run, best: Done) -> dict:
     """predictor.json's extras: the demonstration sets, each with its calibration, or one calibration."""
     stage = best.stage
     if stage.kind != "evaluate":

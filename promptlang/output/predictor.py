@@ -20,6 +20,7 @@ from promptlang.compiler import plan as p
 from promptlang.runtime import session as runtime
 from promptlang.runtime.classifier import Classifier, classifier_inputs
 from promptlang.runtime.data import Example
+from promptlang.runtime.demos import set_probabilities
 from promptlang.runtime.models import family_of
 
 EXTRAS = "extras.safetensors"
@@ -256,16 +257,10 @@ class Predictor:
             padded, attention = runtime.scoring.pad(ids, session.plan.tokenizer.pad_id)
             return torch.softmax(self.classifier(padded, attention), dim=1).numpy()
         pattern = session.plan.patterns[self.info.pattern]
-        total = 0
         sets = self.info.extras.sets or [self.info.extras]
-        for one in sets:
-            demos = [one.demos] * len(examples) if one.demos else None
-            encoded = session.encode(pattern, examples, method.max_length, demos)
-            probs = runtime.probabilities(session, pattern, encoded, method.eval_batch_size, self.soft)
-            if one.calibration:
-                probs = runtime.calibrate(probs, np.array(one.calibration))
-            total = total + probs
-        return total / len(sets)
+        calibrations = [one.calibration for one in sets] if all(one.calibration for one in sets) else None
+        return set_probabilities(session, pattern, examples, method.max_length, [one.demos for one in sets if one.demos],
+                                 method.eval_batch_size, self.soft, calibrations)
 
     def predict(self, inputs) -> list[Prediction]:
         """The predicted label (a regression's score too) and the label probabilities for each input."""

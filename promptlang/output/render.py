@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from promptlang.compiler import plan as p
 from promptlang.methods import method_of
+from promptlang.methods.common import uses_demos
 from promptlang.compiler.costs import continuation_scored, mask_ends_input
 from promptlang.runtime.pipeline import encode
 
@@ -148,7 +149,7 @@ def render_examples(prepared, split: str, n: int) -> str:
 
         demos = [demonstrations(Session(plan, tokenizer, None), prepared.splits[seed], seed * 1000)] * len(examples)
     for name, pattern in plan.patterns.items():
-        shown = demos if any(x.kind == "demos" for x in pattern.pieces) else None
+        shown = demos if uses_demos(pattern) else None
         encoded = encode(pattern, examples, tokenizer, plan.tokenizer, max_length, plan.spec.labels, plan.family,
                          shown)
         out.append(f"pattern {name}  (label words: " + "; ".join(label_words(pattern, tokenizer)) + ")")

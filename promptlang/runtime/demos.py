@@ -14,12 +14,8 @@ from promptlang.compiler.compile import compile_pattern
 from promptlang.runtime import scoring
 from promptlang.runtime.data import Example, Splits
 from promptlang.runtime.pipeline import Encoded
-from promptlang.runtime.session import Session, logits, probabilities
-
-
-def has_demos(pattern: p.Pattern) -> bool:
-    """Whether the pattern has a [DEMOS] slot."""
-    return any(piece.kind == "demos" for piece in pattern.pieces)
+from promptlang.methods.common import uses_demos
+from promptlang.runtime.session import Session, calibrate, logits, probabilities
 
 
 @dataclass
@@ -93,24 +89,40 @@ def encoded_sets(session: Session, pattern: p.Pattern, examples: list[Example], 
 
 
 def mean_probabilities(session: Session, pattern: p.Pattern, encodings: list[Encoded], batch_size: int,
-                       soft: scoring.SoftPrompt | None = None) -> np.ndarray:
-    """Label probabilities (N, C) averaged over encodings of the same examples (demonstration sets)."""
-    return sum(probabilities(session, pattern, encoded, batch_size, soft) for encoded in encodings) / len(encodings)
+                       soft: scoring.SoftPrompt | None = None,
+                       calibrations: list[list[float]] | None = None) -> np.ndarray:
+    """Label probabilities (N, C) averaged over encodings of the same examples (demonstration sets),
+    each divided by its content-free prediction first when `calibrations` (one per encoding) are given."""
+    total = 0
+    for index, encoded in enumerate(encodings):
+        probs = probabilities(session, pattern, encoded, batch_size, soft)
+        total = total + (calibrate(probs, np.array(calibrations[index])) if calibrations else probs)
+    return total / len(encodings)
+
+
+def set_probabilities(session: Session, pattern: p.Pattern, examples: list[Example], max_length: int,
+                      sets: list[list[int]], batch_size: int, soft: scoring.SoftPrompt | None = None,
+                      calibrations: list[list[float]] | None = None) -> np.ndarray:
+    """Label probabilities (N, C) of some examples averaged over the demonstration sets (one encoding
+    without demonstrations when there are none), each calibrated when `calibrations` are given."""
+    encodings = encoded_sets(session, pattern, examples, max_length, sets)
+    return mean_probabilities(session, pattern, encodings, batch_size, soft, calibrations)
 
 
 def set_logits(session: Session, pattern: p.Pattern, examples: list[Example], max_length: int,
-               sets: list[list[int]], batch_size: int, soft: scoring.SoftPrompt | None = None) -> np.ndarray:
-    """Label log-scores (N, C) whose softmax is the probabilities averaged over the demonstration sets
-    (the plain logits when there are none)."""
-    if not sets:
+               sets: list[list[int]], batch_size: int, soft: scoring.SoftPrompt | None = None,
+               calibrations: list[list[float]] | None = None) -> np.ndarray:
+    """Label log-scores (N, C) whose softmax is `set_probabilities` (the plain logits when there are
+    neither sets nor calibrations)."""
+    if not sets and not calibrations:
         return logits(session, pattern, session.encode(pattern, examples, max_length), batch_size, soft)
-    encodings = encoded_sets(session, pattern, examples, max_length, sets)
-    return np.log(np.maximum(mean_probabilities(session, pattern, encodings, batch_size, soft), 1e-30))
+    probs = set_probabilities(session, pattern, examples, max_length, sets, batch_size, soft, calibrations)
+    return np.log(np.maximum(probs, 1e-30))
 
 
 def own_demos(session: Session, pattern: p.Pattern, examples: list[Example], seed: int) -> list[list[int]] | None:
     """For a pattern with a [DEMOS] slot, a demonstration set for each example drawn from the others
     (as in training); None for a pattern without one."""
-    if not has_demos(pattern):
+    if not uses_demos(pattern):
         return None
     return fresh_demos(session, examples, f"own demonstrations {seed}")(list(range(len(examples))))

@@ -6,8 +6,9 @@ hand. The definitions follow the PET code of Schick & Schütze (`pet/modeling.py
 - an ensemble averages the models' label logits, each model weighted by its accuracy on the
   training set before training (`weighted`), or equally (`mean`);
 - soft labels are softmax(logits / T);
-- iPET generation g trains each model on `d · s^g` examples, where d is the size of the
-  labelled set (10 / s with none) and s the scale factor: the labelled set plus examples that
+- iPET generation g trains each model on `d · s^g` examples (`compiler/sizes.py`, which sizes
+  the plan with them), where d is the size of the labelled set (10 / s with none) and s the
+  scale factor: the labelled set plus examples that
   a random `logits_percentage` of the *other* models of the previous generation label, drawn
   per label in proportion to the label distribution of the labelled set (evenly with none),
   each example with a probability proportional to the ensemble's confidence in it.
@@ -19,8 +20,6 @@ import random
 from typing import Sequence
 
 import numpy as np
-
-from promptlang.compiler.sizes import eq_div, generation_sizes, label_sizes, new_examples  # noqa: F401 (iPET's sizes)
 
 
 def softmax(scores: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -47,7 +46,7 @@ def ipet_train_set(others: Sequence[tuple[np.ndarray, float]], sizes: Sequence[i
 
     Args:
         others: (unlabeled logits (N, C), weight) of every *other* model of the previous generation.
-        sizes: how many examples each label gets (`label_sizes`).
+        sizes: how many examples each label gets (`compiler.sizes.label_sizes`).
         logits_percentage: the share of `others` drawn at random to form the labelling ensemble.
         weighted: weight the ensemble by each model's weight (else a plain mean).
         n_most_likely: draw a label's examples from the n examples most likely to have it (PET uses

@@ -9,12 +9,10 @@ from pathlib import Path
 
 from promptlang.language import spec as m
 from promptlang.language.source import is_link_loop
-from promptlang.runtime.gguf import (convert_gguf, file_key, gguf_architecture, gguf_family,  # noqa: F401
-                                     gguf_tokenizer_folder)
+from promptlang.runtime.gguf import convert_gguf, file_key, gguf_family, gguf_tokenizer_folder
 from promptlang.runtime.model_base import (CAUSAL, MASKED, MASKED_TYPES, SEQ2SEQ, Location, ModelError,  # noqa: F401
                                            cache_dir)
-from promptlang.runtime.packages import (_distribution, _gguf_parts, _listed_sums, _requirements,  # noqa: F401
-                                         assemble_parts, find_package)
+from promptlang.runtime.packages import find_package
 
 
 _FOUND: dict[tuple, Location] = {}  # (source kind, value, folder) → Location, once per process

@@ -13,9 +13,11 @@ from promptlang.compiler import plan as p
 from promptlang.language import spec as m
 from promptlang.runtime import scoring
 from promptlang.runtime.data import Example
-from promptlang.runtime.demos import encoded_sets, fresh_demos, has_demos, mean_probabilities
+from promptlang.methods.common import uses_demos
+from promptlang.runtime.demos import encoded_sets, fresh_demos, mean_probabilities
 from promptlang.runtime.pipeline import Encoded, prepare
-from promptlang.runtime.session import RunError, Session, label_scores
+from promptlang.runtime.errors import RunError
+from promptlang.runtime.session import Session, label_scores
 from promptlang.runtime.training import History, fit, hinge_loss, multi_token_loss, progress
 
 
@@ -123,7 +125,7 @@ def training_batches(session: Session, pattern: p.Pattern, examples: list[Exampl
     assembled anew from fields tokenized once, each example with a demonstration set freshly drawn
     from the other examples (reproducible for `seed`, different at each draw).
     """
-    if not has_demos(pattern):
+    if not uses_demos(pattern):
         return lambda rows: (train, rows)
     prepared = prepare(pattern, examples, session.tokenizer, session.plan.tokenizer, session.spec.method.max_length,
                        session.spec.labels, session.family)

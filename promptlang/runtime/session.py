@@ -16,9 +16,8 @@ import torch
 from promptlang.compiler import plan as p
 from promptlang.runtime import scoring
 from promptlang.language import spec as m
-from promptlang.runtime.data import Example, Splits
+from promptlang.runtime.data import Example
 from promptlang.runtime.ensemble import softmax
-from promptlang.runtime.errors import RunError  # noqa: F401 (the runtime's error, raised by its callers too)
 from promptlang.runtime.pipeline import Encoded, encode_cached
 from promptlang.runtime.task import Task, task_of
 
@@ -126,13 +125,3 @@ def content_free(session: Session, pattern: p.Pattern, max_length: int, demos=No
 
 def accuracy(probs: np.ndarray, labels: list[int]) -> float:
     return float((probs.argmax(axis=1) == np.array(labels)).mean()) if labels else 0.0
-
-
-# ---------------------------------------------------------------- methods
-
-
-def _check_trainable(session: Session, splits: Splits) -> None:
-    """A method that trains needs training examples (the file may hold none, or none of the labels)."""
-    if not splits.train:
-        raise RunError(f"no training examples for data seed {splits.seed}", ("data", "train"),
-                       "check that the training file has rows with the spec's labels")

@@ -56,6 +56,7 @@ class Run:
     done: dict[str, Done] = field(default_factory=dict)
     loaded: str | None = None  # the stage whose trained weights the session's model holds now
     recompute: Callable[[p.Stage], Done] | None = None  # runs a finished stage again (the executor's)
+    fingerprints: dict[tuple, str] = field(default_factory=dict, repr=False)  # hashed once per run
 
     @property
     def spec(self) -> m.Spec:
@@ -72,7 +73,10 @@ class Run:
         return next((self.done[n] for n in stage.needs if self.done[n].stage.kind == kind), None)
 
     def fingerprint(self, data_seed: int, splits: tuple[str, ...] = SPLITS) -> str:
-        return fingerprint(self.splits[data_seed], self.spec.data.text, splits)
+        """The hash of some splits of a data sample (`fingerprint`), computed once per run."""
+        if (data_seed, splits) not in self.fingerprints:
+            self.fingerprints[data_seed, splits] = fingerprint(self.splits[data_seed], self.spec.data.text, splits)
+        return self.fingerprints[data_seed, splits]
 
     def model_inputs(self, stage: p.Stage, reads: tuple[str, ...] = SPLITS) -> dict:
         """What a stage that runs the model depends on beyond its needs: the pattern as compiled, the

@@ -17,7 +17,8 @@ import torch.nn.functional as F
 from promptlang.compiler import plan as p
 from promptlang.language import spec as m
 from promptlang.runtime.classifier import classifier_logits, train_classifier
-from promptlang.runtime.ensemble import ensemble_logits, ipet_train_set, label_sizes, new_examples
+from promptlang.compiler.sizes import label_sizes, new_examples
+from promptlang.runtime.ensemble import ensemble_logits, ipet_train_set
 from promptlang.runtime.errors import RunError
 from promptlang.runtime.pipeline import ENCODING_VERSION
 from promptlang.stages.kinds import EXTRAS, WEIGHTS, Kind, Run, libraries, register, seed_of, written

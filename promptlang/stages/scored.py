@@ -18,8 +18,8 @@ from promptlang.runtime.data import Example, Splits
 from promptlang.runtime.errors import RunError
 from promptlang.runtime.prompt_training import train_pattern
 from promptlang.runtime.scoring import SoftPrompt
-from promptlang.runtime.session import accuracy, calibrate, content_free, logits, probabilities
-from promptlang.stages.kinds import EXTRAS, WEIGHTS, Kind, Run, register
+from promptlang.runtime.session import accuracy, content_free, probabilities
+from promptlang.stages.kinds import EXTRAS, WEIGHTS, Done, Kind, Run, register
 from promptlang.stages.logits import write_logits
 
 SETS = "sets.json"
@@ -141,7 +141,7 @@ def trained_extras(done) -> dict[str, torch.Tensor]:
     return load_file(str(path)) if path.is_file() else {}
 
 
-def use_trained(run: Run, stage: p.Stage) -> "object | None":
+def use_trained(run: Run, stage: p.Stage) -> Done | None:
     """Put in the session's model the weights of the train stage that `stage` needs (the pretrained
     weights when it needs none); returns that train stage's `Done`."""
     session, train = run.session, run.need(stage, "train")
@@ -199,17 +199,8 @@ def _pattern_logits(run: Run, stage: p.Stage, test: list[Example], soft_weight) 
         soft = SoftPrompt(session.model, len(soft_weight))
         soft.weight.data.copy_(soft_weight)
     calibrated = run.need(stage, "calibrate")
-    sets = demo_sets(run, stage)
-    if not sets and calibrated is None:
-        return logits(session, pattern, session.encode(pattern, test, method.max_length), method.eval_batch_size, soft)
-    total = np.zeros((len(test), len(run.spec.labels)))
-    for index, shown in enumerate(sets or [None]):
-        encoded = session.encode(pattern, test, method.max_length, [shown] * len(test) if shown else None)
-        probs = probabilities(session, pattern, encoded, method.eval_batch_size, soft)
-        if calibrated is not None:
-            probs = calibrate(probs, np.array(calibrated.result["calibration"][index]))
-        total = total + probs
-    return np.log(np.maximum(total / max(1, len(sets)), 1e-30))
+    return demos.set_logits(session, pattern, test, method.max_length, demo_sets(run, stage), method.eval_batch_size,
+                            soft, calibrated.result["calibration"] if calibrated else None)
 
 
 def _train_inputs(run: Run, stage: p.Stage) -> dict:  # (the MLM loss reads unlabeled data)
