@@ -20,6 +20,14 @@ def model_dirs(tmp_path_factory):
     return {family: tinymodels.save(family, root / family) for family in tinymodels.FAMILIES}
 
 
+@pytest.fixture(scope="module")
+def models():
+    """Family → (model, tokenizer), in memory (built once per module)."""
+    import tinymodels
+
+    return {family: tinymodels.build(family) for family in tinymodels.FAMILIES}
+
+
 @pytest.fixture
 def promptlang_cache(tmp_path, monkeypatch):
     """A fresh promptlang cache (tokenized data, the stage store) per test, never the user's."""

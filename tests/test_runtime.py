@@ -43,12 +43,6 @@ TRAIN = [Example({"sentence": s}, label) for label, s in tinymodels.SENTENCES]
 TEST = [Example({"sentence": s}, label) for label, s in reversed(tinymodels.SENTENCES)]
 
 
-@pytest.fixture(scope="module")
-def models():
-    """Family → (model, tokenizer), in memory."""
-    return {family: tinymodels.build(family) for family in tinymodels.FAMILIES}
-
-
 @pytest.fixture(autouse=True)
 def cache(tmp_path, monkeypatch):
     """A fresh promptlang cache (tokenized data) per test, never the user's."""

@@ -39,12 +39,6 @@ TRAIN = [Example({"sentence": s}, label) for label, s in tinymodels.SENTENCES]
 MULTI = {"negative": ["terrible", "ungreatness"], "positive": ["great", "greatness"]}  # 1, 4, 1 and 2 tokens
 
 
-@pytest.fixture(scope="module")
-def models():
-    """Family → (model, tokenizer), in memory."""
-    return {family: tinymodels.build(family) for family in tinymodels.FAMILIES}
-
-
 @pytest.fixture(autouse=True)
 def cache(tmp_path, monkeypatch):
     monkeypatch.setenv("PROMPTLANG_CACHE", str(tmp_path / "cache"))
