@@ -23,8 +23,7 @@ import tinymodels  # noqa: E402
 from tinymodels import single_thread  # noqa: E402, F401
 from promptlang.compiler import costs as compiler  # noqa: E402
 from promptlang.runtime import session as runtime
-from promptlang.runtime import demos as demo_lib, prompt_training  # noqa: E402
-import stagerun  # noqa: E402
+from promptlang.runtime import prompt_training  # noqa: E402
 from promptlang.runtime import scoring
 from promptlang.runtime import training  # noqa: E402
 from promptlang.language import spec as m  # noqa: E402
