@@ -15,14 +15,15 @@ from promptlang.language.spec import Spec
 from promptlang.version import __version__
 
 
-def load(path):
+def load(path, device: str | None = None, precision: str | None = None):
     """A trained classifier from a `promptlang run` output directory; `.predict(["text", ...])`.
 
-    Needs the `train` extra (imports torch and transformers).
+    `device`: auto (a GPU when there is one), cpu, cuda, cuda:N or mps; `precision`: fp32 (default),
+    bf16 or fp16. Needs the `train` extra (imports torch and transformers).
     """
     from promptlang.output.predictor import load as load_predictor
 
-    return load_predictor(path)
+    return load_predictor(path, device, precision)
 
 
 __all__ = [

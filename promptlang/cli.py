@@ -115,6 +115,7 @@ def _add_run(commands) -> None:
     run.add_argument("--stages", metavar="DIR",
                      help="where PET / iPET keep finished stages for reuse and resuming "
                           "(default: $PROMPTLANG_CACHE/stages)")
+    _add_placement(run)
     run.set_defaults(run=_run)
 
 
@@ -127,6 +128,7 @@ def _add_plan(commands) -> None:
     plan.add_argument("path", metavar="SPEC", help="a spec file")
     plan.add_argument("--json", action="store_true", help="print the whole plan as JSON")
     _add_overrides(plan)
+    _add_placement(plan)
     plan.set_defaults(run=_plan)
 
 
@@ -150,6 +152,7 @@ def _add_predict(commands) -> None:
     predict.add_argument("artifact", metavar="DIR", help="a `promptlang run` output directory")
     predict.add_argument("--input", required=True, metavar="FILE", help="examples to label")
     predict.add_argument("--output", metavar="FILE", help="where to write the predictions (default: stdout)")
+    _add_placement(predict)
     predict.set_defaults(run=_predict)
 
 
@@ -157,6 +160,15 @@ def _add_schema(commands) -> None:
     schema = commands.add_parser("schema", help="print the JSON Schema of the spec model",
                                  description="Print the JSON Schema of a validated spec.")
     schema.set_defaults(run=_schema)
+
+
+def _add_placement(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", metavar="DEVICE",
+                        help="auto (a GPU when there is one), cpu, cuda, cuda:N or mps "
+                             "(default: $PROMPTLANG_DEVICE, else auto)")
+    parser.add_argument("--precision", choices=["fp32", "bf16", "fp16"],
+                        help="forward passes in fp32, or mixed precision bf16 / fp16 "
+                             "(default: the spec's `model { precision }`, else fp32)")
 
 
 def _add_overrides(parser: argparse.ArgumentParser, help: str = "override a setting, as for `run`") -> None:
@@ -262,30 +274,36 @@ def _run(args: argparse.Namespace) -> int:
     from promptlang.output.guard import OutputError
     from promptlang.language.overrides import OverrideError
     from promptlang.runner import run
+    from promptlang.runtime.placement import PlacementError, launched_world
     from promptlang.stages.store import StoreError
 
     if not Path(args.path).is_file():
         raise UsageError(f"not a spec file: {args.path}")
-    if args.quiet:
+    first = launched_world()[0] == 0
+    if args.quiet or not first:
         _quiet_transformers()
     try:
-        results = run(Path(args.path), args.out, args.overrides, args.quiet, args.stages, args.force)
-    except (OverrideError, StoreError, OutputError) as error:
+        results = run(Path(args.path), args.out, args.overrides, args.quiet, args.stages, args.force,
+                      args.device, args.precision)
+    except (OverrideError, StoreError, OutputError, PlacementError) as error:
         raise UsageError(str(error)) from None
-    print(results.table())
+    if first:
+        print(results.table())
     return EXIT_OK
 
 
 def _prepared(args: argparse.Namespace):
     from promptlang.language.overrides import OverrideError
     from promptlang.runner import prepare
+    from promptlang.runtime.placement import PlacementError, planned
 
     if not Path(args.path).is_file():
         raise UsageError(f"not a spec file: {args.path}")
     _quiet_transformers()
     try:
-        return prepare(Path(args.path), args.overrides)
-    except OverrideError as error:
+        where = planned(getattr(args, "device", None), getattr(args, "precision", None))
+        return prepare(Path(args.path), args.overrides, where=where)
+    except (OverrideError, PlacementError) as error:
         raise UsageError(str(error)) from None
 
 
@@ -314,7 +332,8 @@ def _render(args: argparse.Namespace) -> int:
 
 def _predict(args: argparse.Namespace) -> int:
     from promptlang.language.datafiles import EXTENSIONS
-    from promptlang.output.predictor import ArtifactError, load
+    from promptlang.output.predictor import ArtifactError, load, predictions_tsv
+    from promptlang.runtime.placement import PlacementError
 
     artifact, source = Path(args.artifact), Path(args.input)
     if not (artifact / "predictor.json").is_file():
@@ -329,8 +348,8 @@ def _predict(args: argparse.Namespace) -> int:
         raise UsageError(f"cannot read {source}: give a .tsv, .csv or .jsonl file")
     _quiet_transformers()
     try:
-        predictor = load(artifact)
-    except ArtifactError as error:
+        predictor = load(artifact, device=args.device, precision=args.precision)
+    except (ArtifactError, PlacementError) as error:
         raise UsageError(str(error)) from None
     rows = _input_rows(source, fmt)
     columns = predictor.session.spec.data.text
@@ -356,22 +375,6 @@ def _input_rows(source: Path, fmt: str) -> list[dict]:
         return read_rows(source, fmt, str(source))
     except DataFileError as error:
         raise UsageError(str(error) + (f"; {error.hint}" if error.hint else "")) from None
-
-
-def predictions_tsv(columns: list[str], labels: list[str], rows: list[dict], predictions) -> str:
-    """`predict`'s table: each input's index and text columns, the prediction (a label, or a regression's
-    score), the label probabilities."""
-    lines = ["\t".join(["index", *columns, "predicted", *[f"p_{x}" for x in labels]])]
-    for i, (row, prediction) in enumerate(zip(rows, predictions)):
-        texts = [tsv_field(str(row.get(c) or "")) for c in columns]
-        lines.append("\t".join([str(i), *texts, prediction.predicted,
-                                *[f"{v:.6f}" for v in prediction.probabilities.values()]]))
-    return "\n".join(lines) + "\n"
-
-
-def tsv_field(text: str) -> str:
-    """`text` as one TSV field: backslash, tab, line feed and carriage return written as escapes."""
-    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
 
 
 def _schema(args: argparse.Namespace) -> int:

@@ -10,16 +10,18 @@ from pathlib import Path
 from typing import Callable
 
 from promptlang.api import analyze
-from promptlang.compiler.compile import CompileError, compile_plan
+from promptlang.compiler.compile import CompileError, compile_plan, runs_on
 from promptlang.language import spec as m
 from promptlang.language.diagnostics import Diagnostics, SpecError
 from promptlang.language.support import not_yet
 from promptlang.output.artifact import Keeper, Results, copy_stages, keep_model, write_artifact
 from promptlang.output.guard import OutputError, check_target, staging_dir, write_marker
+from promptlang.output.render import runs_on_line
 from promptlang.runtime.data import DataError, read_splits, sample_splits
 from promptlang.runtime.errors import RunError
 from promptlang.runtime.models import ModelError, cache_dir, family_for, load_model, load_tokenizer, locate, will_convert
 from promptlang.runtime.pipeline import TooLong
+from promptlang.runtime.placement import Placement, start, stop
 from promptlang.runtime.session import Session
 from promptlang.stages.executor import Executor
 from promptlang.stages.kinds import EXTRAS as STAGE_EXTRAS
@@ -107,13 +109,15 @@ class Prepared:
     analysis: object
 
 
-def prepare(spec_path: Path, overrides: list[str] = (), checked: tuple | None = None) -> Prepared:
+def prepare(spec_path: Path, overrides: list[str] = (), checked: tuple | None = None,
+            where: Placement | None = None) -> Prepared:
     """Check the spec, read and sample its data, load its tokenizer, compile the plan (no model weights).
 
     Args:
         spec_path: the spec file.
         overrides: `--set` overrides.
         checked: (spec, analysis) when the caller has already checked the spec.
+        where: the device, precision and processes the plan runs on (default: one CPU process).
 
     Raises:
         SpecError: the spec has errors, or its data does not match it.
@@ -136,15 +140,20 @@ def prepare(spec_path: Path, overrides: list[str] = (), checked: tuple | None = 
     label_counts = {seed: [sum(1 for e in s.train if e.label == label) for label in spec.labels]
                     for seed, s in splits.items()}
     try:
-        plan = compile_plan(spec, tokenizer, family, {seed: s.counts() for seed, s in splits.items()}, label_counts)
+        plan = compile_plan(spec, tokenizer, family, {seed: s.counts() for seed, s in splits.items()}, label_counts,
+                            runs_on(spec, str(where.device), where.precision, where.processes) if where else None)
     except CompileError as error:
         raise spec_error(analysis, str(error), error.path, error.hint) from None
     return Prepared(plan, tokenizer, splits, analysis)
 
 
 def run(spec_path: Path, out: str | None = None, overrides: list[str] = (), quiet: bool = False,
-        stages: str | Path | None = None, force: bool = False) -> Results:
+        stages: str | Path | None = None, force: bool = False, device: str | None = None,
+        precision: str | None = None) -> Results:
     """Run a spec end to end and write its output directory.
+
+    `device` and `precision` (else the spec's `model { precision }`) say where it runs; started by
+    torchrun or accelerate launch, the processes share the work and the first writes the output.
 
     Every stage of the plan runs through the stage store (`stages`, default `$PROMPTLANG_CACHE/stages`),
     so that running the spec again reuses what is finished and a killed run resumes. The output
@@ -154,9 +163,20 @@ def run(spec_path: Path, out: str | None = None, overrides: list[str] = (), quie
     Raises:
         SpecError: the spec has errors, or running it found one (located at its spec line).
         OutputError: the output directory must not be replaced.
+        PlacementError: the device or precision cannot be had on this machine.
     """
     spec, analysis = load_checked(spec_path, list(overrides))
+    placement = start(device, precision or spec.model.precision.value)
+    try:
+        return _run(spec_path, spec, analysis, placement, out, overrides, quiet, stages, force)
+    finally:
+        stop(placement)
+
+
+def _run(spec_path: Path, spec: m.Spec, analysis, placement: Placement, out, overrides, quiet, stages,
+         force) -> Results:
     log_lines: list[str] = []
+    quiet = quiet or not placement.main  # one process speaks for all
 
     def log(text: str) -> None:
         log_lines.append(text)
@@ -171,13 +191,13 @@ def run(spec_path: Path, out: str | None = None, overrides: list[str] = (), quie
     started = time.time()
     target = output_target(spec, spec_path, out, analysis, force, log, [store_root, cache_dir()])
     log(f"promptlang run {spec_path}: {spec.method.kind}")
-    prepared = prepare(spec_path, overrides, checked=(spec, analysis))
-    session = _session(prepared, spec_path.parent, log)
+    prepared = prepare(spec_path, overrides, checked=(spec, analysis), where=placement)
+    session = _session(prepared, spec_path.parent, log, placement)
     directory = spec_path.parent
     distill = getattr(spec.method, "distill", None)
     other = _classifier_session(session, distill.model, directory, analysis) if distill and distill.model else None
     context = Run(session, prepared.splits, Store(store_root), log, other)
-    keeper, results = Keeper(context), Results()
+    keeper, results = Keeper(context, prunes=placement.main), Results(runs_on=placement.describe())
 
     def finished(item: Done) -> None:  # each score as soon as its stage is done; only the best model's weights kept
         results.add(context, item, log)
@@ -185,9 +205,11 @@ def run(spec_path: Path, out: str | None = None, overrides: list[str] = (), quie
 
     executor = Executor(context, finished)
     done = _execute(executor, prepared, analysis)
+    results.executed = list(executor.record)
+    if not placement.main:
+        return results
     staging = staging_dir(target)
     try:
-        results.executed = list(executor.record)
         copy_stages(staging, done, (WEIGHTS, STAGE_EXTRAS))
         if keeper.best is not None:
             keep_model(staging, context, keeper.best, model_source(spec, directory))
@@ -199,7 +221,7 @@ def run(spec_path: Path, out: str | None = None, overrides: list[str] = (), quie
     return results
 
 
-def _session(prepared: Prepared, directory: Path, log) -> Session:
+def _session(prepared: Prepared, directory: Path, log, placement: Placement) -> Session:
     """The spec's model loaded (converted once from GGUF when it is one), in a session with the plan."""
     spec, plan = prepared.plan.spec, prepared.plan
     for name, count in next(iter(prepared.splits.values())).skipped.items():
@@ -217,7 +239,8 @@ def _session(prepared: Prepared, directory: Path, log) -> Session:
     log(f"  model: {model.config.model_type} ({family}), {sum(x.numel() for x in model.parameters()) / 1e6:.0f}M "
         f"parameters; {len(plan.stages)} stages, {total.optimizer_steps} optimizer steps, "
         f"{total.forward_passes} forward passes")
-    return Session(plan, prepared.tokenizer, model, cache_dir(), log)
+    log(f"  {runs_on_line(plan.runs_on)}")
+    return Session(plan, prepared.tokenizer, model, cache_dir(), log, placement=placement)
 
 
 def _execute(executor: Executor, prepared: Prepared, analysis) -> list[Done]:
@@ -256,7 +279,7 @@ def _classifier_session(session: Session, name: str, directory: Path, analysis) 
                 raise RunError(f"cannot load the distillation model `{name}`: {_first_line(error)}",
                                ("method", "distill", "model")) from None
             plan = session.plan.model_copy(update={"family": family, "tokenizer": tokenizer_info(tokenizer)})
-            loaded.append(Session(plan, tokenizer, model, session.cache, session.log))
+            loaded.append(Session(plan, tokenizer, model, session.cache, session.log, placement=session.placement))
         return loaded[0]
     return load
 
@@ -274,5 +297,6 @@ def model_source(spec: m.Spec, directory: Path) -> dict:
         local = directory / spec.model.tokenizer
         tokenizer = str(local.resolve()) if local.exists() else spec.model.tokenizer
     model = str(Path(model).resolve()) if Path(model).is_dir() else model
-    return {"spec": spec.model.model_dump(mode="json", exclude_none=True), "directory": str(folder),
+    return {"spec": spec.model.model_dump(mode="json", exclude_none=True, exclude={"precision"}),
+            "directory": str(folder),
             "model": model, "tokenizer": tokenizer}

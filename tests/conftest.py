@@ -1,5 +1,6 @@
 """Shared test options: `pytest --regen-goldens` rewrites the golden files."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def pytest_addoption(parser):
     parser.addoption("--regen-goldens", action="store_true", help="rewrite golden files from the current output")
+    parser.addoption("--device", default=None, help="run every model on this device (sets $PROMPTLANG_DEVICE): "
+                                                    "cpu, cuda, cuda:N, mps")
+
+
+def pytest_configure(config):
+    device = config.getoption("--device")
+    if device:
+        os.environ["PROMPTLANG_DEVICE"] = device
 
 
 @pytest.fixture(scope="module")

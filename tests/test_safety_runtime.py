@@ -362,11 +362,12 @@ COSTS = [
     # template, label words, forward passes to evaluate 8 examples in batches of 4, the plan's note
     ('"{{ sentence }} It was [MASK]"', {"negative": ["terrible"], "positive": ["great"]}, 2, None),
     ('"{{ sentence }} It was [MASK]."', {"negative": ["terrible"], "positive": ["great"]}, 4,
-     "scored with the text after the mask: each label word and what follows it is its own sequence, 2 per example "
-     "(a template that ends with the mask, with one-token words, needs 1)"),
+     "scored with the text after the mask: the text before it runs once, then each of the 2 label words and what "
+     "follows it continues from its cache (a template that ends with the mask, with one-token words, needs no "
+     "continuation)"),
     ('"{{ sentence }} It was [MASK]"', {"negative": ["terrible", "bad"], "positive": ["greatness"]}, 6,
-     "scored token by token: a label word of several tokens is its own sequence, 3 per example "
-     "(one-token words need 1)"),
+     "scored token by token: the text before the mask runs once, then each of the 3 label words continues from "
+     "its cache (one-token words need no continuation)"),
 ]
 
 

@@ -399,3 +399,171 @@ def test_causal_soft_tokens_after_the_mask_move_with_the_word(models):
         moved = scoring.causal_scores(model, pattern, encoded, rows, info.pad_id, 0, soft)
     torch.testing.assert_close(same, plain)
     assert not torch.allclose(moved, plain)
+
+
+# ---------------------------------------------------------------- causal LMs: continuations from the prompt's cache
+
+
+def gpt2_model(tokenizer, seed: int = 0):
+    """A 2-layer GPT-2 (learned positions, its own attention code), dropout off."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    config = GPT2Config(vocab_size=len(tokenizer), n_positions=128, n_embd=32, n_layer=2, n_head=2,
+                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, pad_token_id=tokenizer.pad_token_id,
+                        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    torch.manual_seed(seed)
+    return GPT2LMHeadModel(config).eval()
+
+
+def gemma3_model(tokenizer, seed: int = 0, window: int = 64):
+    """A 2-layer Gemma 3 text model: a sliding-window layer then a full one, logit soft-capping on."""
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    config = Gemma3TextConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                              num_attention_heads=2, num_key_value_heads=1, head_dim=16, max_position_embeddings=128,
+                              sliding_window=window, layer_types=["sliding_attention", "full_attention"],
+                              final_logit_softcapping=5.0, pad_token_id=tokenizer.pad_token_id,
+                              bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    torch.manual_seed(seed)
+    return Gemma3ForCausalLM(config).eval()
+
+
+CAUSAL_MODELS = {"llama": tinymodels.causal_model, "gpt2": gpt2_model, "gemma3": gemma3_model}
+
+
+@pytest.fixture(scope="module")
+def causal_models():
+    """Architecture → (model, tokenizer), all on the tiny models' BPE tokenizer."""
+    tokenizer = tinymodels.bpe_tokenizer()
+    return {name: (build(tokenizer), tokenizer) for name, build in CAUSAL_MODELS.items()}
+
+
+def full_sequences(model, pattern, encoded, soft=None) -> torch.Tensor:
+    """The plain way (B, C): one unpadded `model(...).logits` per (example, word) on prompt + word + the rest,
+    soft vectors (in order) in place of the [SOFT] placeholders, the word and the rest's log-probabilities summed."""
+    embed = model.get_input_embeddings()
+    out = []
+    for ids, at, soft_at in zip(encoded.ids, encoded.mask_at, encoded.soft_at):
+        after = ids[at + encoded.mask_count:]
+        labels = []
+        for lw in pattern.labels:
+            word_scores = []
+            for word in lw.ids:
+                sequence = ids[:at] + word + after
+                embeds = embed(torch.tensor([sequence]))
+                if soft is not None and soft_at:
+                    moved = [q if q < at else q - encoded.mask_count + len(word) for q in soft_at]
+                    embeds = embeds.clone()
+                    embeds[0, moved] = soft.weight[: len(moved)]
+                lp = torch.log_softmax(model(inputs_embeds=embeds).logits[0], dim=-1)
+                word_scores.append(sum(lp[t - 1, sequence[t]] for t in range(at, len(sequence))))
+            labels.append(reference.combine(word_scores, pattern.aggregate))
+        out.append(torch.stack(labels))
+    return torch.stack(out)
+
+
+MIDDLE = '"{{ sentence }} It was [MASK]."'
+SEVERAL = {"negative": ["terrible", "bad"], "positive": ["great", "good", "fine"]}
+CACHED_CASES = {  # name → (template, words, aggregate, soft vectors)
+    "mask in the middle": (MIDDLE, tinymodels.WORDS, "mean", 0),
+    "mask last, multi-token words": ('"Review: {{ sentence }}\\nSentiment: [MASK]"', MULTI, "mean", 0),
+    "multi-token words": (MIDDLE, MULTI, "mean", 0),
+    "several words per label, max": (MIDDLE, SEVERAL, "max", 0),
+    "several words per label, logit_mean": (MIDDLE, SEVERAL, "logit_mean", 0),
+    "mask first": ('"[MASK] {{ sentence }}"', MULTI, "mean", 0),
+    "soft prompt before the mask": ('"[SOFT:2]{{ sentence }} It was [MASK]."', MULTI, "mean", 2),
+    "soft prompt after the mask": ('"{{ sentence }} It was [MASK]. [SOFT:2] ok"', MULTI, "mean", 2),
+    "soft prompt on both sides": ('"[SOFT:2]{{ sentence }} It was [MASK]. [SOFT:1]"', MULTI, "mean", 3),
+}
+
+
+@pytest.mark.parametrize("architecture", CAUSAL_MODELS)
+@pytest.mark.parametrize("case", CACHED_CASES)
+def test_causal_cached_continuations_are_full_sequences(causal_models, architecture, case, monkeypatch):
+    """Each prompt runs once, right-padded among prompts of other lengths, and its words continue from its
+    key/value cache: the same scores as one unpadded full forward per (example, word)."""
+    model, tokenizer = causal_models[architecture]
+    template, words, aggregate, vectors = CACHED_CASES[case]
+    pattern, encoded, info = encoded_for(tokenizer, "causal", template, words, aggregate,
+                                         method="prompt_finetune {}" if vectors else "zero_shot {}")
+    assert len(set(encoded.mask_at)) > 1 or case == "mask first"  # prompts of different lengths in one batch
+    soft = scoring.SoftPrompt(model, vectors, seed=1) if vectors else None
+    base, _ = scoring._base_and_head(model)
+    seen = []
+    monkeypatch.setattr(base, "forward", lambda *a, _f=base.forward, **k: seen.append(
+        (k.get("input_ids") if k.get("input_ids") is not None else k["inputs_embeds"]).shape[:2]) or _f(*a, **k))
+    rows = list(range(len(encoded)))
+    with torch.no_grad():
+        scores = scoring.causal_scores(model, pattern, encoded, rows, info.pad_id, 0, soft)
+        calls = list(seen)
+        expected = full_sequences(model, pattern, encoded, soft)
+    torch.testing.assert_close(scores, expected, atol=1e-4, rtol=0)
+    word_count = sum(len(lw.ids) for lw in pattern.labels)
+    prompts = max(max(at, 1) for at in encoded.mask_at)
+    assert calls[0] == (len(rows), prompts)  # the prompts once; then one row per (example, word), if any is needed
+    assert [shape[0] for shape in calls[1:]] in ([], [len(rows) * word_count])
+
+
+def test_causal_cached_continuations_on_some_rows_match_all_rows(causal_models):
+    model, tokenizer = causal_models["gemma3"]
+    pattern, encoded, info = encoded_for(tokenizer, "causal", MIDDLE, SEVERAL)
+    with torch.no_grad():
+        every = scoring.causal_scores(model, pattern, encoded, list(range(len(encoded))), info.pad_id)
+        some = scoring.causal_scores(model, pattern, encoded, [3, 1], info.pad_id)
+    torch.testing.assert_close(some, every[[3, 1]], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("training, checkpointing, window, longest, cached", [
+    (False, False, None, 100, True),
+    (True, False, None, 100, True),  # gradients flow through the cache
+    (False, True, None, 100, True),  # checkpointing is only on while training
+    (True, True, None, 100, False),  # checkpointing turns the cache off
+    (False, False, 64, 64, True),
+    (False, False, 64, 65, False),  # past the sliding window, padding would shift it
+])
+def test_when_the_cache_applies(training, checkpointing, window, longest, cached):
+    model = SimpleNamespace(training=training, config=SimpleNamespace(sliding_window=window))
+    base = SimpleNamespace(gradient_checkpointing=checkpointing)
+    assert scoring.causal.cache_applies(model, base, longest) is cached
+
+
+def test_causal_past_the_sliding_window_scores_full_sequences(causal_models, monkeypatch):
+    tokenizer = causal_models["gemma3"][1]
+    model = gemma3_model(tokenizer, window=4)
+    pattern, encoded, info = encoded_for(tokenizer, "causal", MIDDLE, MULTI)
+    monkeypatch.setattr(scoring.causal, "continuation_scores", lambda *a, **k: pytest.fail("the cache was used"))
+    with torch.no_grad():
+        scores = scoring.causal_scores(model, pattern, encoded, list(range(len(encoded))), info.pad_id)
+        expected = full_sequences(model, pattern, encoded)
+    torch.testing.assert_close(scores, expected, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("architecture", CAUSAL_MODELS)
+def test_causal_cached_gradients_are_the_full_sequences_gradients(causal_models, architecture, monkeypatch):
+    """Training uses the cache too: the loss and the gradients of the weights and of the soft prompt
+    are those of the full-sequence path."""
+    model, tokenizer = causal_models[architecture]
+    pattern, encoded, info = encoded_for(tokenizer, "causal", '"[SOFT:2]{{ sentence }} It was [MASK]. [SOFT:1]"',
+                                         MULTI, method="prompt_finetune {}")
+    soft = scoring.SoftPrompt(model, 3, seed=1)
+    targets = torch.tensor([0, 1, 1, 0])
+
+    def gradients():
+        model.zero_grad()
+        soft.zero_grad()
+        scores = scoring.causal_scores(model, pattern, encoded, list(range(len(encoded))), info.pad_id, 0, soft)
+        loss = torch.nn.functional.cross_entropy(scores, targets)
+        loss.backward()
+        return [loss.detach()] + [x.grad.clone() for x in [soft.weight, *model.parameters()] if x.grad is not None]
+
+    model.train()
+    try:
+        cached = gradients()
+        monkeypatch.setattr(scoring.causal, "cache_applies", lambda *args: False)
+        full = gradients()
+    finally:
+        model.eval()
+        model.zero_grad()
+    assert len(cached) == len(full) > 2
+    for mine, theirs in zip(cached, full):
+        torch.testing.assert_close(mine, theirs, atol=1e-5, rtol=1e-4)

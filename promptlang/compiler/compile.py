@@ -138,8 +138,18 @@ def _verbalizer(spec: m.Spec, template: m.Template) -> m.Verbalizer | None:
     return next(iter(spec.verbalizers.values()), None)
 
 
+def runs_on(spec: m.Spec, device: str = "cpu", precision: str | None = None, processes: int = 1) -> p.RunsOn:
+    """Where the plan runs (see `plan.RunsOn`): the precision is `precision`, else the spec's `model { precision }`."""
+    method = spec.method
+    batch = getattr(method, "batch_size", None)
+    per_device = -(-batch // processes) if batch else None
+    effective = batch * method.grad_accum if batch else None
+    return p.RunsOn(device=device, precision=precision or spec.model.precision.value, processes=processes,
+                    per_device_batch=per_device, effective_batch=effective, eval_batch_size=method.eval_batch_size)
+
+
 def compile_plan(spec: m.Spec, tokenizer, family: str, splits: dict[int, dict[str, int]],
-                 label_counts: dict[int, list[int]] | None = None) -> p.Plan:
+                 label_counts: dict[int, list[int]] | None = None, where: p.RunsOn | None = None) -> p.Plan:
     """The whole plan.
 
     Args:
@@ -149,6 +159,7 @@ def compile_plan(spec: m.Spec, tokenizer, family: str, splits: dict[int, dict[st
         splits: examples per split for each data seed.
         label_counts: training examples per label for each data seed (sizes iPET's generations;
             default: an even split).
+        where: the device, precision and processes it runs on (default: one CPU process, the spec's precision).
 
     Raises:
         CompileError: a label word is longer than its template's `[MASK:n]` slot.
@@ -160,4 +171,4 @@ def compile_plan(spec: m.Spec, tokenizer, family: str, splits: dict[int, dict[st
     counts = label_counts or {seed: eq_div(c.get("train", 0), len(spec.labels)) for seed, c in splits.items()}
     graph = Graph(spec, patterns, family, splits, counts)
     return p.Plan(spec=spec, family=family, tokenizer=tokenizer_info(tokenizer), patterns=patterns,
-                  splits=splits, stages=method_of(spec.method.kind).compile(graph))
+                  splits=splits, stages=method_of(spec.method.kind).compile(graph), runs_on=where or runs_on(spec))

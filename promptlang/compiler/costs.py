@@ -31,7 +31,9 @@ def continuation_scored(pattern: p.Pattern | None, family: str) -> bool:
 
 
 def passes(pattern: p.Pattern | None, family: str, n: int, batch: int) -> int:
-    """Forward passes to score `n` examples (a pass is a batch of `batch` sequences)."""
+    """Forward passes to score `n` examples (a pass is a batch of `batch` sequences; a causal LM's
+    continuations, each label word and the text after the mask run from the prompt's cache, count as
+    sequences too)."""
     if n == 0:
         return 0
     if pattern is None:

@@ -102,6 +102,23 @@ class Stage(_Plain):
     work: Work = Field(default_factory=Work)
 
 
+class RunsOn(_Plain):
+    """Where a run runs and the batch sizes that follow from it.
+
+    An optimizer step takes `effective_batch` examples (batch size × accumulation) at any process
+    count: each of the processes computes `per_device_batch` of every batch and the gradients are
+    summed, so the steps, the learning-rate schedule and the results mean the same on one device or
+    many. Evaluation deals whole batches of `eval_batch_size` examples to the processes.
+    """
+
+    device: str = Field("cpu", description="cpu, cuda:N, mps (a launcher's processes take one GPU each)")
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    processes: int = Field(1, description="processes started by torchrun / accelerate launch")
+    per_device_batch: Optional[int] = Field(None, description="examples per process and batch (training)")
+    effective_batch: Optional[int] = Field(None, description="examples per optimizer step, over every process")
+    eval_batch_size: int = Field(32, description="examples per evaluation batch, on each process")
+
+
 class Plan(_Plain):
     """Everything a run does, decided before any model is loaded."""
 
@@ -111,6 +128,7 @@ class Plan(_Plain):
     patterns: dict[str, Pattern]
     splits: dict[int, dict[str, int]] = Field(description="data seed → examples per split")
     stages: list[Stage]
+    runs_on: RunsOn = Field(default_factory=RunsOn)
 
     def total(self) -> Work:
         total = Work()

@@ -112,6 +112,14 @@ class Decoding(str, Enum):
     parallel = "parallel"
 
 
+class Precision(str, Enum):
+    """The precision of forward passes: fp32, or mixed bf16 / fp16 (autocast; fp16 with a gradient scaler)."""
+
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
 class Metric(str, Enum):
     accuracy = "accuracy"
     macro_f1 = "macro_f1"

@@ -36,6 +36,8 @@ class Training(SpecModel):
     seeds: list[Seed] = Field([42], min_length=1, description="training seeds (PET repetitions)")
     select_model: ModelSelection = Field(ModelSelection.dev, description="the state kept: the best on dev data "
                                          "(when there is dev data), or the last")
+    gradient_checkpointing: StrictBool = Field(False, description="recompute activations in the backward pass: "
+                                               "less memory for about a third more compute")
 
 
 class Distill(Training):

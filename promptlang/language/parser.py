@@ -10,6 +10,7 @@ from pathlib import Path
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedInput
 
+from promptlang.language import parser_tables
 from promptlang.language import syntax as s
 from promptlang.language.diagnostics import Diagnostics
 from promptlang.language.source import Source, Span
@@ -33,14 +34,8 @@ def grammar_path() -> Path:
 
 @functools.lru_cache(maxsize=1)
 def lark_parser() -> Lark:
-    """The LALR parser built from `grammar/promptlang.lark` (built once, then cached)."""
-    return Lark(
-        grammar_path().read_text(encoding="utf-8"),
-        start=["spec", "statements", "template_text"],
-        parser="lalr",
-        propagate_positions=True,
-        maybe_placeholders=False,
-    )
+    """The LALR parser for `grammar/promptlang.lark`, loaded from the shipped tables (built if they are stale), cached."""
+    return parser_tables.parser_for(grammar_path().read_text(encoding="utf-8"))
 
 
 def parse(source: Source | str, path: str = "<string>") -> tuple[s.File | None, Diagnostics]:

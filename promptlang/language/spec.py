@@ -14,7 +14,7 @@ from pydantic import Field, model_validator
 # `spec.Pet`, `spec.Metric` and the rest keep naming the whole spec model in one place.
 from promptlang.language.choices import (  # noqa: F401
     MAX_BATCH, MAX_EXAMPLES, MAX_SEED, Aggregate, BadRows, DataFormat, Decoding, Metric, ModelFamily,
-    ModelSelection, MultiTokenLoss, Optimizer, Reduction, Schedule, Seed, Selection, Shorten, SpecModel,
+    ModelSelection, MultiTokenLoss, Optimizer, Precision, Reduction, Schedule, Seed, Selection, Shorten, SpecModel,
     Transform)
 from promptlang.language.method_settings import (  # noqa: F401
     METHOD_KINDS, Distill, Finetune, IPet, InContext, IpetSettings, LabelWordSearch, Loss, Method, Pet,
@@ -57,6 +57,8 @@ class Model(SpecModel):
     package: Optional[str] = Field(None, description="a Python package that ships the model")
     family: ModelFamily = Field(ModelFamily.auto, description="masked, causal, seq2seq, or auto (from the config)")
     tokenizer: Optional[str] = Field(None, description="a tokenizer to use instead of the model's own")
+    precision: Precision = Field(Precision.fp32, description="fp32, or mixed precision bf16 / fp16 for forward "
+                                 "passes (`--precision` overrides it)")
 
     @model_validator(mode="after")
     def _one_source(self) -> "Model":

@@ -44,6 +44,7 @@ class Results:
     rows: list[Row] = field(default_factory=list)
     outcomes: list[tuple] = field(default_factory=list)  # (stage, test examples, probabilities (N, C))
     executed: list[str] = field(default_factory=list)  # the stages the executor went through, in order
+    runs_on: dict = field(default_factory=dict)  # the device, its name, the precision, the processes
 
     def summary(self) -> dict[str, dict[str, dict[str, float]]]:
         """Model group → metric → mean and std over data seeds and seeds."""
@@ -112,8 +113,8 @@ class Keeper:
     are a few hundred MB to a few GB. The stages stay finished; one that needs removed weights
     computes them again."""
 
-    def __init__(self, run: Run):
-        self.run, self.best = run, None
+    def __init__(self, run: Run, prunes: bool = True):
+        self.run, self.best, self.prunes = run, None, prunes  # `prunes`: this process writes the store
 
     def offer(self, item: Done) -> None:
         if item.stage.kind not in PREDICTING:
@@ -122,7 +123,7 @@ class Keeper:
             loser, self.best = self.best, item
         else:
             loser = item
-        if loser is not None:
+        if loser is not None and self.prunes:
             for stage_id in (loser.stage.id, *loser.stage.needs):
                 trained = self.run.done[stage_id]
                 if trained.stage.saves_weights:
@@ -181,7 +182,7 @@ def write_artifact(staging: Path, target: Path, plan, tokenizer, results: Result
                                                         ensure_ascii=False), encoding="utf-8")
     skipped = next(iter(splits.values())).skipped if splits else {}  # `bad_rows skip`: lines skipped per file
     (staging / "metrics.json").write_text(json.dumps(
-        {"runs": [r.__dict__ for r in results.rows], "summary": results.summary(),
+        {"runs": [r.__dict__ for r in results.rows], "summary": results.summary(), "runs_on": results.runs_on,
          **({"skipped_rows": skipped} if skipped else {})}, indent=2), encoding="utf-8")
     _write_predictions(staging / "predictions.tsv", plan.spec, task_of(plan.spec), results.outcomes)
     (staging / "log.txt").write_text("\n".join(log_lines) + "\n", encoding="utf-8")

@@ -22,6 +22,7 @@ from promptlang.runtime.classifier import Classifier, classifier_inputs
 from promptlang.runtime.data import Example
 from promptlang.runtime.demos import set_probabilities
 from promptlang.runtime.models import family_of
+from promptlang.runtime.placement import Placement, check_precision, resolve_device
 
 EXTRAS = "extras.safetensors"
 Positive = Annotated[float, pydantic.Field(gt=0, allow_inf_nan=False)]
@@ -200,7 +201,10 @@ def _need(directory: Path, tensors: dict, name: str, shape: tuple, what: str) ->
 class Predictor:
     """A trained (or zero-shot) classifier loaded from a run's output directory."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, device: str | None = None, precision: str | None = None):
+        where = resolve_device(device)
+        precision = precision or "fp32"
+        check_precision(precision, where)
         self.path = Path(path)
         self.info = read_json(self.path, "predictor.json", Info)
         plan = read_json(self.path, "plan.json", p.Plan)
@@ -210,7 +214,8 @@ class Predictor:
             from promptlang.compiler.compile import tokenizer_info
 
             plan = plan.model_copy(update={"family": self.info.family, "tokenizer": tokenizer_info(tokenizer)})
-        self.session = runtime.Session(plan, tokenizer, model, cache=None, log=lambda text: None)
+        self.session = runtime.Session(plan, tokenizer, model, cache=None, log=lambda text: None,
+                                       placement=Placement(where, precision))
         self.classifier, self.soft = self._trained_parts(load_tensors(self.path))
         self._check_demos()
 
@@ -254,8 +259,9 @@ class Predictor:
         method = session.spec.method
         if self.classifier is not None:
             ids = classifier_inputs(session, examples, self.info.max_length or method.max_length)
-            padded, attention = runtime.scoring.pad(ids, session.plan.tokenizer.pad_id)
-            return torch.softmax(self.classifier(padded, attention), dim=1).numpy()
+            padded, attention = runtime.scoring.pad(ids, session.plan.tokenizer.pad_id, session.device)
+            with session.placement.autocast():
+                return torch.softmax(self.classifier(padded, attention).float(), dim=1).cpu().numpy()
         pattern = session.plan.patterns[self.info.pattern]
         sets = self.info.extras.sets or [self.info.extras]
         calibrations = [one.calibration for one in sets] if all(one.calibration for one in sets) else None
@@ -270,10 +276,28 @@ class Predictor:
                 for row, text in zip(probs, shown)]
 
 
-def load(path: str | Path) -> Predictor:
-    """Load a run's output directory for prediction.
+def load(path: str | Path, device: str | None = None, precision: str | None = None) -> Predictor:
+    """Load a run's output directory for prediction, on `device` (auto: a GPU when there is one) at
+    `precision` (fp32 unless given).
 
     Raises:
         ArtifactError: the directory cannot be predicted with (what is wrong, never what its files say).
+        PlacementError: the device or the precision cannot be had on this machine.
     """
-    return Predictor(path)
+    return Predictor(path, device, precision)
+
+
+def predictions_tsv(columns: list[str], labels: list[str], rows: list[dict], predictions) -> str:
+    """`predict`'s table: each input's index and text columns, the prediction (a label, or a regression's
+    score), the label probabilities."""
+    lines = ["\t".join(["index", *columns, "predicted", *[f"p_{x}" for x in labels]])]
+    for i, (row, prediction) in enumerate(zip(rows, predictions)):
+        texts = [tsv_field(str(row.get(c) or "")) for c in columns]
+        lines.append("\t".join([str(i), *texts, prediction.predicted,
+                                *[f"{v:.6f}" for v in prediction.probabilities.values()]]))
+    return "\n".join(lines) + "\n"
+
+
+def tsv_field(text: str) -> str:
+    """`text` as one TSV field: backslash, tab, line feed and carriage return written as escapes."""
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")

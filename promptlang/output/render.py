@@ -79,6 +79,7 @@ def describe_plan(prepared) -> str:
              "data: " + "; ".join(f"seed {seed}: " + ", ".join(f"{k} {v}" for k, v in counts.items())
                                   for seed, counts in plan.splits.items())]
     lines += _task_line(plan.spec)
+    lines.append(runs_on_line(plan.runs_on))
     for name, pattern in plan.patterns.items():
         lines.append(f"pattern {name}: " + " ".join(_piece(x) for x in pattern.pieces))
         lines += [f"  {line}" for line in label_words(pattern, tokenizer)]
@@ -89,6 +90,16 @@ def describe_plan(prepared) -> str:
         lines.append(f"  {stage.id:<36} {_cost(stage, plan.spec)}{after}")
     lines.append(f"total: {_work(plan.total())}")
     return "\n".join(lines)
+
+
+def runs_on_line(where: p.RunsOn) -> str:
+    """Where the run runs and its batch sizes, in a line."""
+    processes = f"{where.processes} processes" if where.processes > 1 else "1 process"
+    line = f"runs on: {where.device}, {where.precision}, {processes}"
+    if where.effective_batch:
+        per = f", {where.per_device_batch} per device" if where.processes > 1 else ""
+        line += f"; batch {where.effective_batch} per optimizer step{per}"
+    return line + f"; evaluation batch {where.eval_batch_size}" + (" per device" if where.processes > 1 else "")
 
 
 def _task_line(spec) -> list[str]:
@@ -107,10 +118,11 @@ def _scoring_note(pattern: p.Pattern, family: str) -> list[str]:
         return []
     words = sum(len(lw.ids) for lw in pattern.labels)
     if not mask_ends_input(pattern):
-        return [f"scored with the text after the mask: each label word and what follows it is its own sequence, "
-                f"{words} per example (a template that ends with the mask, with one-token words, needs 1)"]
-    return [f"scored token by token: a label word of several tokens is its own sequence, {words} per example "
-            f"(one-token words need 1)"]
+        return [f"scored with the text after the mask: the text before it runs once, then each of the {words} "
+                f"label words and what follows it continues from its cache (a template that ends with the mask, "
+                f"with one-token words, needs no continuation)"]
+    return [f"scored token by token: the text before the mask runs once, then each of the {words} label words "
+            f"continues from its cache (one-token words need no continuation)"]
 
 
 def render_classifier_inputs(prepared, split: str, n: int) -> str:

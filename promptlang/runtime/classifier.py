@@ -31,6 +31,7 @@ class Classifier(torch.nn.Module):
         self.head = torch.nn.Linear(size, labels)
         torch.nn.init.normal_(self.head.weight, std=0.02)
         torch.nn.init.zeros_(self.head.bias)
+        self.head.to(scoring.device_of(model))  # initialised on the CPU: the same head on every device
 
     def forward(self, ids: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
         if self.family == "seq2seq":
@@ -38,8 +39,9 @@ class Classifier(torch.nn.Module):
             pooled = (hidden * attention.unsqueeze(-1)).sum(1) / attention.sum(1, keepdim=True)
         else:
             hidden = scoring.hidden_states(self.model, ids, attention)  # (B, L, H)
-            index = torch.zeros(len(ids), dtype=torch.long) if self.family == "masked" else attention.sum(1) - 1
-            pooled = hidden[torch.arange(len(ids)), index]  # (B, H)
+            index = torch.zeros(len(ids), dtype=torch.long, device=ids.device) if self.family == "masked" \
+                else attention.sum(1) - 1
+            pooled = hidden[torch.arange(len(ids), device=ids.device), index]  # (B, H)
         return self.head(pooled)  # (B, C)
 
 
@@ -88,22 +90,29 @@ def train_classifier(session: Session, examples: list[Example], loss: Callable[[
     task = session.task
 
     def loss_of(rows: list[int]) -> torch.Tensor:
-        ids, attention = scoring.pad([inputs[r] for r in rows], session.plan.tokenizer.pad_id)
-        return loss(classifier(ids, attention), rows)
+        ids, attention = scoring.pad([inputs[r] for r in rows], session.plan.tokenizer.pad_id, session.device)
+        with session.placement.autocast():
+            return loss(classifier(ids, attention), rows)
 
     evaluate = (lambda: task.selection(softmax(classifier_logits(session, classifier, dev, settings)), dev)) \
         if dev else None
-    history = fit(classifier, loss_of, len(inputs), settings, seed, evaluate, progress(session.log), where)
+    history = fit(classifier, loss_of, len(inputs), settings, seed, evaluate, progress(session.log), where,
+                  session.placement)
     return classifier, history
 
 
-@torch.no_grad()
 def classifier_logits(session: Session, classifier: Classifier, examples: list[Example],
                       settings: m.Training) -> np.ndarray:
-    """The classifier's logits (N, C) for some examples."""
+    """The classifier's logits (N, C) for some examples (length-grouped batches, in the examples' order)."""
+    from promptlang.runtime.session import scored_rows
+
+    if not examples:
+        return np.zeros((0, len(session.spec.labels)), dtype=np.float32)
     inputs = classifier_inputs(session, examples, settings.max_length)
-    out = []
-    for start in range(0, len(inputs), settings.eval_batch_size):
-        ids, attention = scoring.pad(inputs[start : start + settings.eval_batch_size], session.plan.tokenizer.pad_id)
-        out.append(classifier(ids, attention).float())
-    return torch.cat(out).numpy() if out else np.zeros((0, len(session.spec.labels)), dtype=np.float32)
+    pad_id = session.plan.tokenizer.pad_id
+
+    def score(rows: list[int]) -> torch.Tensor:
+        with session.placement.autocast():
+            return classifier(*scoring.pad([inputs[r] for r in rows], pad_id, session.device))
+
+    return scored_rows(session, len(inputs), [len(x) for x in inputs], settings.eval_batch_size, score)

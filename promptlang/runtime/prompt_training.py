@@ -27,23 +27,28 @@ def _mlm_loss(session: Session, encoded: Encoded, rows: list[int], rng: torch.Ge
 
     Special tokens, the pattern's masks and the soft prompt's placeholders are never targets,
     and the model reads the soft prompt's vectors at its placeholders (as it does for the label
-    scores), so the soft prompt also learns from this loss.
+    scores), so the soft prompt also learns from this loss. The tokens are drawn with the CPU generator
+    `rng` (the same for a seed on every device), then moved to the session's device.
     """
     info = session.plan.tokenizer
-    ids, attention = scoring.pad([encoded.ids[r] for r in rows], info.pad_id)  # (B, L)
+    ids, attention = scoring.pad([encoded.ids[r] for r in rows], info.pad_id)  # (B, L), on the CPU to draw
     soft_at = [encoded.soft_at[r] for r in rows]
     chosen = (torch.rand(ids.shape, generator=rng) < 0.15) & mlm_candidates(info, ids, attention, soft_at)
     if not chosen.any():
-        return torch.zeros(())
+        return torch.zeros((), device=session.device)
     corrupted = ids.clone()
     roll = torch.rand(ids.shape, generator=rng)
     corrupted[chosen & (roll < 0.8)] = info.mask_id
     random_tokens = torch.randint(info.vocab_size, ids.shape, generator=rng)
     swap = chosen & (roll >= 0.8) & (roll < 0.9)
     corrupted[swap] = random_tokens[swap]
-    hidden = scoring.hidden_states(session.model, corrupted, attention, soft, soft_at)  # (B, L, H)
-    logits = scoring.head_logits(session.model, hidden[chosen])  # (N, V)
-    return F.cross_entropy(logits, ids[chosen])
+    device = session.device
+    chosen = chosen.to(device)
+    with session.placement.autocast():
+        hidden = scoring.hidden_states(session.model, corrupted.to(device), attention.to(device), soft,
+                                       soft_at)  # (B, L, H)
+        logits = scoring.head_logits(session.model, hidden[chosen])  # (N, V)
+        return F.cross_entropy(logits, ids.to(device)[chosen])
 
 
 def mlm_candidates(info: p.Tokenizer, ids: torch.Tensor, attention: torch.Tensor,
@@ -94,7 +99,15 @@ def train_pattern(session: Session, pattern: p.Pattern, train_examples: list[Exa
     generator = torch.Generator().manual_seed(seed)
     task = session.task
     targets = task.targets(train_examples)
-    text = session.encode(pattern, unlabeled, method.max_length) if unlabeled else train
+
+    def lm_text(rows: list[int]) -> tuple[Encoded, list[int]]:
+        """The MLM loss's inputs: the batch's, or as many unlabeled examples drawn at random and encoded
+        then (a large unlabeled set is never encoded whole)."""
+        if not unlabeled:
+            return train, rows
+        drawn = torch.randint(len(unlabeled), (len(rows),), generator=generator).tolist()
+        return session.encode(pattern, [unlabeled[r] for r in drawn], method.max_length, cached=False), \
+            list(range(len(drawn)))
     batch_of = training_batches(session, pattern, train_examples, train, seed)
 
     multi_token = any(len(ids) > 1 for lw in pattern.labels for ids in lw.ids)
@@ -104,16 +117,16 @@ def train_pattern(session: Session, pattern: p.Pattern, train_examples: list[Exa
         batch, at = batch_of(rows)
         scores = label_scores(session, pattern, batch, at, train=True, soft=soft)  # (B, C)
         label_loss = hinge_loss if hinge else task.loss
-        loss = method.loss.ce * label_loss(scores, targets[rows])
+        loss = method.loss.ce * label_loss(scores.float(), targets[rows].to(session.device))
         if method.loss.mlm > 0:
-            lm_rows = rows if text is train else torch.randint(len(text), (len(rows),), generator=generator).tolist()
-            loss = loss + method.loss.mlm * _mlm_loss(session, text, lm_rows, generator, soft)
+            loss = loss + method.loss.mlm * _mlm_loss(session, *lm_text(rows), generator, soft)
         return loss
 
     def evaluate() -> float:
         return task.selection(mean_probabilities(session, pattern, dev, method.eval_batch_size, soft), dev_examples)
 
-    history = fit(module, loss_of, len(train), method, seed, evaluate if dev else None, progress(session.log))
+    history = fit(module, loss_of, len(train), method, seed, evaluate if dev else None, progress(session.log),
+                  placement=session.placement)
     return Trained(soft, history)
 
 

@@ -15,25 +15,33 @@ import torch
 import torch.nn.functional as F
 
 from promptlang.compiler import plan as p
+from promptlang.runtime import causal
 from promptlang.runtime.pipeline import Encoded
 
 
 # ---------------------------------------------------------------- batches
 
 
-def pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-pad to the longest sequence.
+def pad(sequences: list[list[int]], pad_id: int, device: torch.device | str | None = None
+        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad to the longest sequence, on `device` (the CPU when None).
 
     Returns:
         ids (B, L) and attention mask (B, L).
     """
     length = max(len(s) for s in sequences)
-    ids = torch.full((len(sequences), length), pad_id, dtype=torch.long)
-    attention = torch.zeros((len(sequences), length), dtype=torch.long)
-    for i, sequence in enumerate(sequences):
-        ids[i, : len(sequence)] = torch.tensor(sequence, dtype=torch.long)
-        attention[i, : len(sequence)] = 1
-    return ids, attention
+    rows = [s + [pad_id] * (length - len(s)) for s in sequences]
+    ones = [[1] * len(s) + [0] * (length - len(s)) for s in sequences]
+    return (torch.tensor(rows, dtype=torch.long, device=device),
+            torch.tensor(ones, dtype=torch.long, device=device))
+
+
+def device_of(model) -> torch.device:
+    """The device a model's weights are on: where the inputs it is given must be (the CPU for a model
+    without parameters)."""
+    for parameter in model.parameters():
+        return parameter.device
+    return torch.device("cpu")
 
 
 def _base_and_head(model):
@@ -95,19 +103,18 @@ class SoftPrompt(torch.nn.Module):
 # ---------------------------------------------------------------- label words
 
 
-def word_table(pattern: p.Pattern) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """All label words as a padded table.
+def word_table(pattern: p.Pattern, device: torch.device | str | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """All label words as a padded table, on `device` (the CPU when None).
 
     Returns:
         tokens (W, K) padded with 0, lengths (W,), owner (W,): the label index of each word.
     """
     words = [(c, ids) for c, lw in enumerate(pattern.labels) for ids in lw.ids]
     width = max(1, max(len(ids) for _, ids in words))
-    tokens = torch.zeros((len(words), width), dtype=torch.long)
-    for w, (_, ids) in enumerate(words):
-        tokens[w, : len(ids)] = torch.tensor(ids)
-    lengths = torch.tensor([len(ids) for _, ids in words])
-    owner = torch.tensor([c for c, _ in words])
+    tokens = torch.tensor([ids + [0] * (width - len(ids)) for _, ids in words], dtype=torch.long, device=device)
+    lengths = torch.tensor([len(ids) for _, ids in words], device=device)
+    owner = torch.tensor([c for c, _ in words], device=device)
     return tokens, lengths, owner
 
 
@@ -136,14 +143,16 @@ def aggregate(word_scores: torch.Tensor, owner: torch.Tensor, labels: int, how: 
 
 def mask_log_probs(model, ids, attention, mask_at: torch.Tensor, count: int, soft=None, soft_at=None) -> torch.Tensor:
     """Log-probabilities over the vocabulary at each mask: (B, L) → (B, K, V); the head runs at the masks only."""
-    positions = (mask_at.unsqueeze(1) + torch.arange(count).unsqueeze(0)).clamp(max=ids.shape[1] - 1)  # (B, K)
+    positions = (mask_at.unsqueeze(1) + torch.arange(count, device=ids.device).unsqueeze(0)
+                 ).clamp(max=ids.shape[1] - 1)  # (B, K)
     base, _ = _base_and_head(model)
     if base is None:  # a model whose head cannot be split off: full logits, then gather
         logits = model(input_ids=ids, attention_mask=attention).logits  # (B, L, V)
-        return F.log_softmax(logits.gather(1, positions.unsqueeze(-1).expand(-1, -1, logits.shape[-1])), dim=-1)
+        return F.log_softmax(logits.gather(1, positions.unsqueeze(-1).expand(-1, -1, logits.shape[-1])).float(),
+                             dim=-1)
     hidden = hidden_states(model, ids, attention, soft, soft_at)  # (B, L, H)
     at_masks = hidden.gather(1, positions.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))  # (B, K, H)
-    return F.log_softmax(head_logits(model, at_masks), dim=-1)  # (B, K, V)
+    return F.log_softmax(head_logits(model, at_masks).float(), dim=-1)  # (B, K, V), in fp32 at any precision
 
 
 def masked_parallel(model, pattern: p.Pattern, encoded: Encoded, rows: list[int], pad_id: int,
@@ -154,11 +163,11 @@ def masked_parallel(model, pattern: p.Pattern, encoded: Encoded, rows: list[int]
     tokens uses the first n masks. Trimmed (PET's `parallel` decoding), a word of n tokens is
     scored on an input whose slot holds just n masks: one pass per distinct word length.
     """
-    tokens, lengths, owner = word_table(pattern)  # (W, K'), (W,), (W,)
+    tokens, lengths, owner = word_table(pattern, device_of(model))  # (W, K'), (W,), (W,)
     if not trim:
         word_scores = _parallel_word_scores(model, encoded, rows, pad_id, soft, tokens, lengths, encoded.mask_count)
         return aggregate(word_scores, owner, len(pattern.labels), pattern.aggregate)
-    word_scores = torch.zeros((len(rows), len(owner)))  # (B, W)
+    word_scores = torch.zeros((len(rows), len(owner)), device=tokens.device)  # (B, W)
     for n in sorted({int(x) for x in lengths}):
         same = lengths == n
         keep = min(n, encoded.mask_count)
@@ -173,12 +182,12 @@ def _parallel_word_scores(model, encoded: Encoded, rows: list[int], pad_id: int,
     count = encoded.mask_count
     sequences = [_with_masks(encoded.ids[r], encoded.mask_at[r], count, keep) for r in rows]
     soft_at = [_soft_with_masks(encoded.soft_at[r], encoded.mask_at[r], count, keep) for r in rows]
-    ids, attention = pad(sequences, pad_id)
-    mask_at = torch.tensor([encoded.mask_at[r] for r in rows])
+    ids, attention = pad(sequences, pad_id, tokens.device)
+    mask_at = torch.tensor([encoded.mask_at[r] for r in rows], device=tokens.device)
     log_probs = mask_log_probs(model, ids, attention, mask_at, keep, soft, soft_at)  # (B, keep, V)
     k = min(tokens.shape[1], keep)
     picked = log_probs[:, :k, :].gather(2, tokens[:, :k].T.unsqueeze(0).expand(len(rows), -1, -1))  # (B, k, W)
-    used = (torch.arange(k).unsqueeze(1) < lengths.unsqueeze(0)).to(picked.dtype)  # (k, W)
+    used = (torch.arange(k, device=tokens.device).unsqueeze(1) < lengths.unsqueeze(0)).to(picked.dtype)  # (k, W)
     return (picked * used).sum(dim=1)  # (B, W)
 
 
@@ -201,36 +210,39 @@ def masked_greedy(model, pattern: p.Pattern, encoded: Encoded, rows: list[int], 
     filled with its token, and the rest are predicted again, until the word is complete;
     the word's score is the sum of the filled log-probabilities.
     """
-    tokens, lengths, owner = word_table(pattern)  # (W, K), (W,), (W,)
+    tokens, lengths, owner = word_table(pattern, device_of(model))  # (W, K), (W,), (W,)
+    device = tokens.device
     words = tokens.shape[0]
     pairs = [(r, w) for r in rows for w in range(words)]
     # as in PET, a word of n tokens is decoded with n masks: the slot's extra masks are dropped for it
     sequences = [_with_masks(encoded.ids[r], encoded.mask_at[r], encoded.mask_count, int(lengths[w]))
                  for r, w in pairs]
-    filled = torch.zeros((len(pairs), encoded.mask_count), dtype=torch.bool)
-    scores = torch.zeros(len(pairs))
+    filled = torch.zeros((len(pairs), encoded.mask_count), dtype=torch.bool, device=device)
+    scores = torch.zeros(len(pairs), device=device)
     steps = int(lengths.max())
     for _ in range(steps):
         active = [i for i, (_, w) in enumerate(pairs) if int(filled[i].sum()) < int(lengths[w])]
         for start in range(0, len(active), batch_size):
             chunk = active[start : start + batch_size]
-            ids, attention = pad([sequences[i] for i in chunk], pad_id)
-            mask_at = torch.tensor([encoded.mask_at[pairs[i][0]] for i in chunk])
+            ids, attention = pad([sequences[i] for i in chunk], pad_id, device)
+            mask_at = torch.tensor([encoded.mask_at[pairs[i][0]] for i in chunk], device=device)
             soft_at = [_soft_with_masks(encoded.soft_at[pairs[i][0]], encoded.mask_at[pairs[i][0]],
                                         encoded.mask_count, int(lengths[pairs[i][1]])) for i in chunk]
             log_probs = mask_log_probs(model, ids, attention, mask_at, encoded.mask_count, soft, soft_at)  # (A, K, V)
-            word_ids = torch.tensor([pairs[i][1] for i in chunk])
+            word_ids = torch.tensor([pairs[i][1] for i in chunk], device=device)
             wanted = tokens[word_ids]  # (A, K)
             k = wanted.shape[1]
             lp = log_probs[:, :k, :].gather(2, wanted.unsqueeze(-1)).squeeze(-1)  # (A, k)
-            blocked = filled[chunk][:, :k] | (torch.arange(k).unsqueeze(0) >= lengths[word_ids].unsqueeze(1))
+            blocked = filled[chunk][:, :k] | (torch.arange(k, device=device).unsqueeze(0)
+                                              >= lengths[word_ids].unsqueeze(1))
             lp = lp.masked_fill(blocked, float("-inf"))
             best = lp.argmax(dim=1)  # (A,)
-            for j, i in enumerate(chunk):
-                position = int(best[j])
-                scores[i] += lp[j, position]
-                filled[i, position] = True
-                sequences[i][encoded.mask_at[pairs[i][0]] + position] = int(wanted[j, position])
+            rows_at = torch.tensor(chunk, device=device)
+            scores[rows_at] += lp.gather(1, best.unsqueeze(1)).squeeze(1)
+            filled[rows_at, best] = True
+            chosen = wanted.gather(1, best.unsqueeze(1)).squeeze(1).tolist()  # one transfer per chunk
+            for j, (i, position) in enumerate(zip(chunk, best.tolist())):
+                sequences[i][encoded.mask_at[pairs[i][0]] + position] = chosen[j]
     word_scores = scores.view(len(rows), words)  # (B, W)
     return aggregate(word_scores, owner, len(pattern.labels), pattern.aggregate)
 
@@ -249,43 +261,73 @@ def _continuations(pattern: p.Pattern, encoded: Encoded, rows: list[int], suffix
     out = []
     for r in rows:
         ids, at, count = encoded.ids[r], encoded.mask_at[r], encoded.mask_count
-        after = ids[at + count : len(ids) - suffix]
+        after, prompt = ids[at + count : len(ids) - suffix], _prompt(ids, at, start)
         for c, lw in enumerate(pattern.labels):
             for word in lw.ids:
-                soft = [q if q < at else q - count + len(word) for q in encoded.soft_at[r]]
-                out.append((_prompt(ids, at, start), word + after, c, soft))
+                soft = [q if q < at else q - at - count + len(prompt) + len(word) for q in encoded.soft_at[r]]
+                out.append((prompt, word + after, c, soft))
     return out
 
 
 def causal_scores(model, pattern: p.Pattern, encoded: Encoded, rows: list[int], pad_id: int,
                   suffix: int = 0, soft=None) -> torch.Tensor:
-    """log P(word + text after the mask | text before it), summed over the continuation's tokens."""
-    tokens, lengths, owner = word_table(pattern)
+    """log P(word + text after the mask | text before it), summed over the continuation's tokens.
+
+    One token per word with the mask last: one pass and the head at the words' rows (normalised over
+    the words). Otherwise each prompt runs once and its words continue from its key/value cache
+    (`causal.continuation_scores`), with gradients when they are on; full sequences, one per
+    (example, word), where a cache cannot serve (`causal.cache_applies`).
+    """
+    tokens, lengths, owner = word_table(pattern, device_of(model))
     single = bool((lengths == 1).all()) and all(
         encoded.mask_at[r] + encoded.mask_count == len(encoded.ids[r]) - suffix for r in rows)
-    if single:  # one forward pass, and the head only at the last position and the words' rows
-        ids, attention = pad([_prompt(encoded.ids[r], encoded.mask_at[r], pad_id) for r in rows], pad_id)
-        hidden = hidden_states(model, ids, attention, soft, [encoded.soft_at[r] for r in rows])  # (B, L, H)
-        last = hidden[torch.arange(len(rows)), attention.sum(1) - 1]  # (B, H)
-        word_scores = row_logits(model, last, tokens[:, 0])  # (B, W)
-        word_scores = word_scores - torch.logsumexp(word_scores, dim=1, keepdim=True)
-        return aggregate(word_scores, owner, len(pattern.labels), pattern.aggregate)
-    items = _continuations(pattern, encoded, rows, suffix, pad_id)
-    ids, attention = pad([prompt + cont for prompt, cont, _, _ in items], pad_id)
+    if single:
+        word_scores = _last_token_scores(model, encoded, rows, pad_id, soft, tokens)
+    else:
+        items = _continuations(pattern, encoded, rows, suffix, pad_id)
+        base, _ = _base_and_head(model)
+        longest = max(len(prompt) for prompt, *_ in items) + max(len(cont) for _, cont, *_ in items)
+        cached = causal.cache_applies(model, base, longest)
+        word_scores = (_cached_scores if cached else _full_sequence_scores)(model, items, len(rows), pad_id, soft)
+    return aggregate(word_scores, owner, len(pattern.labels), pattern.aggregate)
+
+
+def _last_token_scores(model, encoded: Encoded, rows: list[int], pad_id: int, soft, tokens) -> torch.Tensor:
+    """Word log-scores (B, W) from one pass over the prompts, the head at the last position and the words' rows."""
+    ids, attention = pad([_prompt(encoded.ids[r], encoded.mask_at[r], pad_id) for r in rows], pad_id, tokens.device)
+    hidden = hidden_states(model, ids, attention, soft, [encoded.soft_at[r] for r in rows])  # (B, L, H)
+    last = hidden[torch.arange(len(rows), device=tokens.device), attention.sum(1) - 1]  # (B, H)
+    word_scores = row_logits(model, last, tokens[:, 0])  # (B, W)
+    return word_scores - torch.logsumexp(word_scores, dim=1, keepdim=True)
+
+
+def _cached_scores(model, items, count: int, pad_id: int, soft) -> torch.Tensor:
+    """Word log-scores (B, W): each prompt once, its continuations from its key/value cache."""
+    base, _ = _base_and_head(model)
+    words = len(items) // count
+    prompts = [items[i * words][0] for i in range(count)]
+    prompt_at = [[q for q in items[i * words][3] if q < len(prompts[i])] for i in range(count)]
+    continuation_at = [[q - len(prompt) for q in positions if q >= len(prompt)] for prompt, _, _, positions in items]
+    vocabulary = getattr(model.config, "vocab_size", None) or 1  # only sizes the head's chunks
+    return causal.continuation_scores(base, model.get_input_embeddings(), lambda h: head_logits(model, h), vocabulary,
+                                      prompts, [cont for _, cont, *_ in items], pad_id,
+                                      None if soft is None else soft.weight, (prompt_at, continuation_at))
+
+
+def _full_sequence_scores(model, items, count: int, pad_id: int, soft) -> torch.Tensor:
+    """Word log-scores (B, W) from one full sequence (prompt + continuation) per (example, word)."""
+    device = device_of(model)
+    ids, attention = pad([prompt + cont for prompt, cont, _, _ in items], pad_id, device)
     hidden = hidden_states(model, ids, attention, soft, [positions for *_, positions in items])  # (N, L, H)
-    starts = torch.tensor([len(prompt) for prompt, *_ in items])
+    starts = torch.tensor([len(prompt) for prompt, *_ in items], device=device)
     width = max(len(cont) for _, cont, *_ in items)
-    positions = (starts.unsqueeze(1) - 1 + torch.arange(width).unsqueeze(0)).clamp(max=ids.shape[1] - 1)  # (N, T)
-    targets = torch.zeros((len(items), width), dtype=torch.long)
-    valid = torch.zeros((len(items), width))
-    for i, (_, cont, *_) in enumerate(items):
-        targets[i, : len(cont)] = torch.tensor(cont)
-        valid[i, : len(cont)] = 1
+    positions = (starts.unsqueeze(1) - 1 + torch.arange(width, device=device).unsqueeze(0)
+                 ).clamp(max=ids.shape[1] - 1)  # (N, T)
+    targets, valid = pad([cont for _, cont, *_ in items], 0, device)
     picked = hidden.gather(1, positions.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))  # (N, T, H)
     log_probs = F.log_softmax(head_logits(model, picked), dim=-1)  # (N, T, V)
-    token_scores = log_probs.gather(2, targets.unsqueeze(-1)).squeeze(-1) * valid  # (N, T)
-    word_scores = token_scores.sum(dim=1).view(len(rows), len(owner))  # (B, W)
-    return aggregate(word_scores, owner, len(pattern.labels), pattern.aggregate)
+    token_scores = log_probs.gather(2, targets.unsqueeze(-1)).squeeze(-1) * valid.float()  # (N, T)
+    return token_scores.sum(dim=1).view(count, len(items) // count)  # (B, W)
 
 
 # ---------------------------------------------------------------- seq2seq
@@ -313,8 +355,8 @@ def seq2seq_targets(pattern: p.Pattern, eos: int, sentinels: tuple[int, int] | N
 def seq2seq_scores(model, pattern: p.Pattern, encoded: Encoded, rows: list[int], pad_id: int,
                    targets: list[list[int]], soft=None) -> torch.Tensor:
     """log P(target with the word | input): the encoder runs once per example, the decoder once per word."""
-    _, _, owner = word_table(pattern)
-    ids, attention = pad([encoded.ids[r] for r in rows], pad_id)
+    _, _, owner = word_table(pattern, device_of(model))
+    ids, attention = pad([encoded.ids[r] for r in rows], pad_id, owner.device)
     soft_at = [encoded.soft_at[r] for r in rows]
     if soft is not None and any(soft_at):  # the soft prompt's vectors where its placeholders are
         embeds = soft.place(model.get_input_embeddings()(ids), soft_at)  # (B, L, H)
@@ -324,10 +366,10 @@ def seq2seq_scores(model, pattern: p.Pattern, encoded: Encoded, rows: list[int],
     words = len(targets)
     hidden = encoder_out.last_hidden_state.repeat_interleave(words, dim=0)  # (B*W, L, H)
     mask = attention.repeat_interleave(words, dim=0)
-    labels, valid = pad([t for _ in rows for t in targets], pad_id)
+    labels, valid = pad([t for _ in rows for t in targets], pad_id, owner.device)
     labels = labels.masked_fill(valid == 0, -100)
     logits = model(encoder_outputs=(hidden,), attention_mask=mask, labels=labels).logits  # (B*W, T, V)
-    log_probs = F.log_softmax(logits, dim=-1)
+    log_probs = F.log_softmax(logits.float(), dim=-1)
     token_scores = log_probs.gather(2, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1) * valid  # (B*W, T)
     word_scores = token_scores.sum(dim=1).view(len(rows), words)  # (B, W)
     return aggregate(word_scores, owner, len(pattern.labels), pattern.aggregate)

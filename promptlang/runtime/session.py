@@ -3,7 +3,6 @@ label probabilities, and contextual calibration (every stage that scores uses th
 
 from __future__ import annotations
 
-import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -19,13 +18,14 @@ from promptlang.language import spec as m
 from promptlang.runtime.data import Example
 from promptlang.runtime.ensemble import softmax
 from promptlang.runtime.pipeline import Encoded, encode_cached
+from promptlang.runtime.placement import Placement
 from promptlang.runtime.task import Task, task_of
-
 
 
 @dataclass
 class Session:
-    """A model, its tokenizer and the compiled plan, ready to run stages."""
+    """A model, its tokenizer and the compiled plan, ready to run stages; `placement` says on which device,
+    at which precision and in which process group (the model is moved to its device here)."""
 
     plan: p.Plan
     tokenizer: object
@@ -33,6 +33,16 @@ class Session:
     cache: Path | None = None
     log: Callable[[str], None] = print
     initial: dict = field(default_factory=dict)
+    placement: Placement = field(default_factory=Placement)
+
+    def __post_init__(self) -> None:
+        if self.model is not None:  # (a session may only encode)
+            self.model.to(self.placement.device)
+
+    @property
+    def device(self) -> torch.device:
+        """Where every tensor of this session lives."""
+        return self.placement.device
 
     @property
     def spec(self) -> m.Spec:
@@ -49,8 +59,8 @@ class Session:
 
     def reset(self, seed: int) -> None:
         """Back to the pretrained weights, with every random generator seeded."""
-        if not self.initial:
-            self.initial = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        if not self.initial:  # kept on the CPU: a GPU holds one copy of the weights, not two
+            self.initial = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
         else:
             self.model.load_state_dict(self.initial)
         random.seed(seed)
@@ -58,9 +68,10 @@ class Session:
         torch.manual_seed(seed)
 
     def encode(self, pattern: p.Pattern, examples: list[Example], max_length: int,
-               demos: list[list[int]] | None = None) -> Encoded:
-        return encode_cached(self.cache, pattern, examples, self.tokenizer, self.plan.tokenizer, max_length,
-                             self.spec.labels, self.family, demos)
+               demos: list[list[int]] | None = None, cached: bool = True) -> Encoded:
+        """Examples through a pattern (kept in the cache unless `cached` is false: a batch drawn once)."""
+        return encode_cached(self.cache if cached else None, pattern, examples, self.tokenizer, self.plan.tokenizer,
+                             max_length, self.spec.labels, self.family, demos)
 
 
 # ---------------------------------------------------------------- scoring
@@ -73,7 +84,14 @@ def _sentinels(session: Session) -> tuple[int, int] | None:
 
 def label_scores(session: Session, pattern: p.Pattern, encoded: Encoded, rows: list[int],
                  train: bool = False, soft: scoring.SoftPrompt | None = None) -> torch.Tensor:
-    """Label log-scores (B, C) for some encoded examples; differentiable when `train`."""
+    """Label log-scores (B, C) for some encoded examples; differentiable when `train`; at the session's
+    precision (autocast)."""
+    with session.placement.autocast():
+        return _label_scores(session, pattern, encoded, rows, train, soft)
+
+
+def _label_scores(session: Session, pattern: p.Pattern, encoded: Encoded, rows: list[int], train: bool,
+                  soft: scoring.SoftPrompt | None) -> torch.Tensor:
     pad = session.plan.tokenizer.pad_id
     method = session.spec.method
     if session.family == "masked":
@@ -89,19 +107,43 @@ def label_scores(session: Session, pattern: p.Pattern, encoded: Encoded, rows: l
     return scoring.seq2seq_scores(session.model, pattern, encoded, rows, pad, targets, soft)
 
 
-@torch.no_grad()
+def length_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
+    """Row indices in batches of similar length (longest first), so that little of a batch is padding;
+    the caller puts the results back in row order."""
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def scored_rows(session: Session, count: int, lengths: list[int], batch_size: int,
+                score: Callable[[list[int]], torch.Tensor], what: str = "examples") -> np.ndarray:
+    """`score(rows)` over rows 0..count-1 in length-grouped batches, back in row order (N, C).
+
+    With several processes each takes every n-th batch and the rows are gathered back: the batches are
+    the same at any process count, so the scores are identical to one process's.
+    """
+    batches = length_batches(lengths, batch_size)
+    mine = session.placement.mine(list(range(len(batches))))
+    done: dict[int, np.ndarray] = {}
+    started = time.time()
+    for number, index in enumerate(mine, 1):
+        rows = batches[index]
+        with torch.no_grad():
+            values = score(rows).float().cpu().numpy()
+        done.update(zip(rows, values))
+        if len(mine) >= 10 and (number % max(1, len(mine) // 5) == 0 or number == len(mine)):
+            left = (time.time() - started) / number * (len(mine) - number)
+            session.log(f"    scored {number}/{len(mine)} batches of {what}  eta {left:.0f} s")
+    done = session.placement.gather_rows(done)
+    return np.stack([done[i] for i in range(count)]) if count else np.zeros((0, 0), dtype=np.float32)
+
+
 def logits(session: Session, pattern: p.Pattern, encoded: Encoded, batch_size: int,
            soft: scoring.SoftPrompt | None = None) -> np.ndarray:
     """Label log-scores (N, C): the logits that softmax turns into label probabilities."""
-    out = []
-    started, batches = time.time(), math.ceil(len(encoded) / batch_size)
-    for number, start in enumerate(range(0, len(encoded), batch_size), 1):
-        rows = list(range(start, min(start + batch_size, len(encoded))))
-        out.append(label_scores(session, pattern, encoded, rows, soft=soft).float())
-        if batches >= 10 and (number % max(1, batches // 5) == 0 or number == batches):
-            left = (time.time() - started) / number * (batches - number)
-            session.log(f"    scored {rows[-1] + 1}/{len(encoded)} examples  eta {left:.0f} s")
-    return torch.cat(out).numpy() if out else np.zeros((0, len(pattern.labels)), dtype=np.float32)
+    if not len(encoded):
+        return np.zeros((0, len(pattern.labels)), dtype=np.float32)
+    return scored_rows(session, len(encoded), [len(ids) for ids in encoded.ids], batch_size,
+                       lambda rows: label_scores(session, pattern, encoded, rows, soft=soft))
 
 
 def probabilities(session: Session, pattern: p.Pattern, encoded: Encoded, batch_size: int,

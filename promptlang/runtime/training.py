@@ -14,6 +14,7 @@ import torch
 from promptlang.language import spec as m
 from promptlang.methods import method_of
 from promptlang.runtime.errors import RunError
+from promptlang.runtime.placement import Placement
 
 
 @dataclass
@@ -97,8 +98,14 @@ def schedule_for(settings: m.Training, optimizer, steps: int) -> torch.optim.lr_
 
 def fit(module: torch.nn.Module, loss_of: Callable[[list[int]], torch.Tensor], n_examples: int,
         settings: m.Training, seed: int, evaluate: Callable[[], float] | None = None,
-        progress: Callable[[int, int, float], None] | None = None, where: tuple = ("method",)) -> History:
+        progress: Callable[[int, int, float], None] | None = None, where: tuple = ("method",),
+        placement: Placement | None = None) -> History:
     """Train `module` on examples 0..n-1, keeping the last state or (`select_model dev`) the best on dev.
+
+    With several processes (`placement.world` > 1) every process draws the same batches, computes the
+    loss of its share of each batch, and the gradients are summed before each step: the optimizer
+    steps, the schedule and the effective batch are those of one process. At fp16 a gradient scaler
+    scales the loss (a step whose gradients overflowed is skipped, as `GradScaler` does).
 
     Args:
         module: everything that trains (its parameters with requires_grad).
@@ -110,6 +117,7 @@ def fit(module: torch.nn.Module, loss_of: Callable[[list[int]], torch.Tensor], n
             keep the last state and evaluate nothing.
         progress: called after each optimizer step with (step, total, loss).
         where: the spec path of `settings` (for locating an error).
+        placement: the device, precision and process group (one CPU process when None).
 
     Raises:
         ValueError: there are no training examples (no batch would ever make a step).
@@ -119,10 +127,9 @@ def fit(module: torch.nn.Module, loss_of: Callable[[list[int]], torch.Tensor], n
         raise ValueError("no training examples")
     rng = random.Random(seed)
     steps = total_steps(settings, n_examples)
-    optimizer = optimizer_for(settings, module)
+    stepper = _Stepper(module, settings, placement or Placement(), steps)
     if settings.select_model is m.ModelSelection.last:
         evaluate = None  # a fixed number of steps, as in PET: the dev data is not looked at
-    schedule = schedule_for(settings, optimizer, steps)
     history, kept = History(), _Best()
     step, epoch = 0, 0
     per_epoch = math.ceil(math.ceil(n_examples / settings.batch_size) / settings.grad_accum)
@@ -133,10 +140,9 @@ def fit(module: torch.nn.Module, loss_of: Callable[[list[int]], torch.Tensor], n
         rng.shuffle(order)
         batches = [order[i : i + settings.batch_size] for i in range(0, n_examples, settings.batch_size)]
         for start in range(0, len(batches), settings.grad_accum):
-            total = _accumulate(loss_of, batches[start : start + settings.grad_accum])
+            total = stepper.step(loss_of, batches[start : start + settings.grad_accum])
             if not math.isfinite(total):
                 raise diverged(total, step + 1, steps, settings, where)
-            _update(module, optimizer, schedule, settings)
             step += 1
             history.losses.append(total)
             if progress:
@@ -152,24 +158,72 @@ def fit(module: torch.nn.Module, loss_of: Callable[[list[int]], torch.Tensor], n
     return history
 
 
-def _accumulate(loss_of: Callable[[list[int]], torch.Tensor], group: list[list[int]]) -> float:
-    """Backpropagate a group of batches (gradient accumulation), each weighted by its share of the
-    group's examples; returns the group's mean loss."""
-    total = 0.0
+class _Stepper:
+    """The optimizer (built once), its schedule and fp16's gradient scaler: one optimizer step per group of
+    batches, after the processes' gradients are summed."""
+
+    def __init__(self, module: torch.nn.Module, settings: m.Training, placement: Placement, steps: int):
+        self.module, self.settings, self.placement = module, settings, placement
+        self.optimizer = optimizer_for(settings, module)
+        self.schedule = schedule_for(settings, self.optimizer, steps)
+        self.scaler = placement.scaler()
+        if getattr(settings, "gradient_checkpointing", False):
+            _checkpointing(module)
+
+    def step(self, loss_of: Callable[[list[int]], torch.Tensor], group: list[list[int]]) -> float:
+        """Backpropagate a group of batches and step (no step when the loss is not finite); its mean loss."""
+        total = _accumulate(loss_of, group, self.placement, self.scaler)
+        if math.isfinite(total):
+            _update(self.module, self.optimizer, self.schedule, self.settings, self.placement, self.scaler)
+        return total
+
+
+def _accumulate(loss_of: Callable[[list[int]], torch.Tensor], group: list[list[int]], placement: Placement,
+                scaler) -> float:
+    """Backpropagate a group of batches (gradient accumulation), each part weighted by its share of the
+    group's examples; this process takes its share of each batch. Returns the group's mean loss (over
+    every process)."""
+    total, size = 0.0, sum(len(b) for b in group)
     for batch in group:
-        loss = loss_of(batch) * len(batch) / sum(len(b) for b in group)
-        loss.backward()
+        part = placement.mine(batch)
+        if not part:
+            continue
+        loss = loss_of(part) * len(part) / size
+        (scaler.scale(loss) if scaler else loss).backward()
         total += float(loss.detach())
-    return total
+    return placement.all_sum(total)
 
 
-def _update(module: torch.nn.Module, optimizer, schedule, settings: m.Training) -> None:
-    """One optimizer step: clip the gradients (`max_grad_norm`), step, advance the schedule, clear."""
+def _update(module: torch.nn.Module, optimizer, schedule, settings: m.Training, placement: Placement,
+            scaler=None) -> None:
+    """One optimizer step: sum the processes' gradients, clip them (`max_grad_norm`), step, advance the
+    schedule, clear. The schedule advances once per optimizer step at any process count."""
+    parameters = [p for p in module.parameters() if p.requires_grad]
+    placement.all_reduce_grads(parameters)
+    if scaler is not None:
+        scaler.unscale_(optimizer)
     if settings.max_grad_norm:
-        torch.nn.utils.clip_grad_norm_(module.parameters(), settings.max_grad_norm)
-    optimizer.step()
+        torch.nn.utils.clip_grad_norm_(parameters, settings.max_grad_norm)
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
     schedule.step()
     optimizer.zero_grad(set_to_none=True)
+
+
+def _checkpointing(module: torch.nn.Module) -> None:
+    """Gradient checkpointing in every transformers model inside `module` (activations recomputed in
+    the backward pass: less memory, about a third more compute)."""
+    for sub in module.modules():
+        if not getattr(sub, "supports_gradient_checkpointing", False):
+            continue
+        if hasattr(sub, "activation_checkpointing_enable"):  # transformers ≥ 5.x's name for it
+            sub.activation_checkpointing_enable({"use_reentrant": False})
+        else:
+            sub.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        return
 
 
 @dataclass

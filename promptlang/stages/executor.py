@@ -7,13 +7,24 @@ stage is complete. So rerunning a spec skips what is finished, a run killed mid-
 that stage, and changing one setting re-runs only the stages whose inputs it changes. Stages read
 what their needs produced back from the store, so a resumed run computes exactly what an
 uninterrupted one does.
+
+With several processes (torchrun, accelerate launch) every process walks the same plan. A stage is
+computed by all of them together (data-parallel training and scoring) and written to the store by
+the first process only; or, for a run of independent `train` stages (PET's pattern models), each
+process computes whole stages of its own, alone, and writes each into the store (one writer per
+entry, renamed into place in one step). The processes meet after every stage, so they always agree
+on what the store holds.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 import time
-from typing import Callable
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator
 
 from promptlang.compiler import plan as p
 from promptlang.stages import pet, scored  # noqa: F401 (they register their kinds)
@@ -36,16 +47,60 @@ class Executor:
         return key_of({"version": kind.version, "id": stage.id, "kind": stage.kind,
                        "needs": [self.run.done[n].key for n in stage.needs], **kind.inputs(self.run, stage)})
 
+    @property
+    def placement(self):
+        return self.run.session.placement
+
     def execute(self, stages: list[p.Stage]) -> list[Done]:
         """Every stage, in the plan's order (each after the stages it needs)."""
-        for number, stage in enumerate(stages, 1):
-            self.current = stage
-            self.run.done[stage.id] = self._one(stage, f"[{number}/{len(stages)}]")
-            self.record.append(stage.id)
-            if self.finished is not None:
-                self.finished(self.run.done[stage.id])
+        at = 0
+        while at < len(stages):
+            group = self._spread_group(stages, at)
+            if len(group) > 1:
+                self._spread(group, at, len(stages))
+            else:
+                self.current = stages[at]
+                self._finish(stages[at], self._one(stages[at], f"[{at + 1}/{len(stages)}]"))
+            at += max(1, len(group))
         self.current = None
         return [self.run.done[s.id] for s in stages]
+
+    def _finish(self, stage: p.Stage, done: Done) -> None:
+        self.run.done[stage.id] = done
+        self.record.append(stage.id)
+        if self.finished is not None:
+            self.finished(done)
+        self.placement.barrier()  # (the first process may have pruned weights the others look for)
+
+    def _spread_group(self, stages: list[p.Stage], at: int) -> list[p.Stage]:
+        """The stages from `at` on that the processes can compute one each: a run of `train` stages
+        none of which needs another (with one process, none)."""
+        if self.placement.processes <= 1:
+            return []
+        group: list[p.Stage] = []
+        for stage in stages[at:]:
+            if stage.kind != "train" or any(n in {g.id for g in group} for n in stage.needs):
+                break
+            group.append(stage)
+        return group
+
+    def _spread(self, group: list[p.Stage], at: int, total: int) -> None:
+        """Each process computes its share of `group` alone; then every process takes all of them from the store."""
+        placement = self.placement
+        for offset, stage in enumerate(group):
+            number = f"[{at + offset + 1}/{total}]"
+            owner = offset % placement.processes
+            if owner == placement.rank:
+                self.current = stage
+                with placement.alone():
+                    self._one(stage, number)
+            else:
+                self.run.log(f"  {number} {stage.id}: in process {owner}")
+        placement.barrier()
+        for stage in group:
+            key = self.key(stage)
+            self._finish(stage, Done(stage, key, self.run.store.directory(stage.id, key),
+                                     self.run.store.result(stage.id, key), False))
 
     def recompute(self, stage: p.Stage) -> Done:
         """Run a finished stage again in place (its weights were removed from the store)."""
@@ -56,19 +111,34 @@ class Executor:
         return done
 
     def _one(self, stage: p.Stage, number: str) -> Done:
-        store, key = self.run.store, self.key(stage)
-        reused = store.finished(stage.id, key) is not None
+        store, key, placement = self.run.store, self.key(stage), self.placement
+        reused = placement.share(store.finished(stage.id, key) is not None)
         if reused:
             self.run.log(f"  {number} {stage.id}: finished earlier, reused")
         else:
             self.run.log(f"  {number} {stage.id} ...")
             began = time.time()
             kind = KINDS[stage.kind]
-            with store.writing(stage.id, key) as out:
+            with self._writing(stage.id, key) as out:
                 result = kind.compute(self.run, stage, out)
                 missing = [name for name in kind.files(stage) if not (out / name).is_file()]
                 if missing:
                     raise RuntimeError(f"stage {stage.id} did not write {', '.join(missing)}")
                 result.update(stage=stage.id, key=key, seconds=round(time.time() - began, 3))
                 (out / RESULT).write_text(json.dumps(result, indent=2), encoding="utf-8")
+            placement.barrier()  # the first process has renamed the stage into place
         return Done(stage, key, store.directory(stage.id, key), store.result(stage.id, key), reused)
+
+    @contextmanager
+    def _writing(self, stage_id: str, key: str) -> Iterator[Path]:
+        """Where this process writes a stage: the store (the first process, or one computing alone), else
+        a scratch directory that is thrown away (the others compute the same, but only one writes)."""
+        if self.placement.main or self.placement.world == 1:
+            with self.run.store.writing(stage_id, key) as out:
+                yield out
+            return
+        scratch = Path(tempfile.mkdtemp(prefix="promptlang-stage-"))
+        try:
+            yield scratch
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)

@@ -81,7 +81,8 @@ class Run:
     def model_inputs(self, stage: p.Stage, reads: tuple[str, ...] = SPLITS) -> dict:
         """What a stage that runs the model depends on beyond its needs: the pattern as compiled, the
         tokenizer, the model, the method's settings, the splits of the data sample it reads, its seed,
-        the libraries."""
+        the libraries, the precision (not the device nor the process count: a stage computed on one
+        device or several means the same)."""
         spec, plan = self.spec, self.session.plan
         pattern = plan.patterns.get(stage.pattern) if stage.pattern else None
         return {"pattern": pattern.model_dump(mode="json") if pattern else None,
@@ -89,7 +90,8 @@ class Run:
                 "family": plan.family, "labels": spec.labels, "data": self.fingerprint(stage.data_seed, reads),
                 "method": spec.method.model_dump(mode="json", exclude={"patterns", "ensemble", "distill", "ipet",
                                                                        "seeds"}),
-                "seed": stage.seed, "libraries": libraries(), "encoding": ENCODING_VERSION}
+                "seed": stage.seed, "libraries": libraries(), "encoding": ENCODING_VERSION,
+                "precision": self.session.placement.precision}
 
 
 @dataclass(frozen=True)

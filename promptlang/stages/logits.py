@@ -10,18 +10,43 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from promptlang.runtime.data import Example
 
 
+CHUNK = 4096  # examples scored at a time: what scoring a split holds in memory does not grow with the split
+
+
 def write_logits(path: Path, examples: list[Example], logits: np.ndarray, labels: list[str]) -> None:
+    """A split's logits file from its (N, C) logits."""
     with open(path, "w", encoding="utf-8", newline="") as out:
-        writer = csv.writer(out, delimiter="\t", lineterminator="\n")
-        writer.writerow(["index", "source", "gold", *labels])
-        for i, (example, row) in enumerate(zip(examples, logits)):
-            writer.writerow([i, example.source, gold_text(example), *[f"{float(x):.9g}" for x in row]])
+        _write_rows(_header(out, labels), examples, logits, 0)
+
+
+def write_scored(path: Path, examples: list[Example], score: Callable[[list[Example]], np.ndarray],
+                 labels: list[str], chunk: int = CHUNK) -> None:
+    """A split's logits file, scoring `chunk` examples at a time with `score(examples) -> (n, C)` and
+    writing their rows before the next chunk is encoded: a soft-labelled set of 100k examples costs the
+    memory of one chunk's tokens and logits."""
+    with open(path, "w", encoding="utf-8", newline="") as out:
+        writer = _header(out, labels)
+        for start in range(0, len(examples), chunk):
+            part = examples[start : start + chunk]
+            _write_rows(writer, part, score(part), start)
+
+
+def _header(out, labels: list[str]):
+    writer = csv.writer(out, delimiter="\t", lineterminator="\n")
+    writer.writerow(["index", "source", "gold", *labels])
+    return writer
+
+
+def _write_rows(writer, examples: list[Example], logits: np.ndarray, start: int) -> None:
+    for i, (example, row) in enumerate(zip(examples, logits), start):
+        writer.writerow([i, example.source, gold_text(example), *[f"{float(x):.9g}" for x in row]])
 
 
 def gold_text(example: Example) -> str:

@@ -85,7 +85,7 @@ def _distill_inputs(run: Run, stage: p.Stage) -> dict:
             "model": spec.model.model_dump(mode="json"), "tokenizer": plan.tokenizer.model_dump(mode="json"),
             "labels": spec.labels, "data": run.fingerprint(stage.data_seed, ("dev", "test", "unlabeled")),
             "seed": stage.seed,
-            "libraries": libraries(), "encoding": ENCODING_VERSION}
+            "libraries": libraries(), "encoding": ENCODING_VERSION, "precision": run.session.placement.precision}
 
 
 def _distill(run: Run, stage: p.Stage, out: Path) -> dict:
@@ -94,12 +94,13 @@ def _distill(run: Run, stage: p.Stage, out: Path) -> dict:
     if not splits.unlabeled:
         raise RunError(f"no unlabeled examples to distil on for data seed {splits.seed}",
                        ("data", "unlabeled"), "check that the unlabeled file has rows")
-    teacher = torch.tensor(run.done[stage.needs[0]].logits("unlabeled"), dtype=torch.float32)
     session = run.session_for(stage)
+    teacher = torch.tensor(run.done[stage.needs[0]].logits("unlabeled"), dtype=torch.float32, device=session.device)
     session.reset(stage.seed)
     run.loaded = None
     classifier, history = train_classifier(
-        session, splits.unlabeled, lambda logits, rows: distillation_loss(logits, teacher[rows], distill.temperature),
+        session, splits.unlabeled,
+        lambda logits, rows: distillation_loss(logits.float(), teacher[rows], distill.temperature),
         distill, selection_dev(distill, splits), stage.seed, ("method", "distill"))
     for split in stage.scores:
         rows = getattr(splits, split)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -20,7 +21,7 @@ from promptlang.runtime.prompt_training import train_pattern
 from promptlang.runtime.scoring import SoftPrompt
 from promptlang.runtime.session import accuracy, content_free, probabilities
 from promptlang.stages.kinds import EXTRAS, WEIGHTS, Done, Kind, Run, register
-from promptlang.stages.logits import write_logits
+from promptlang.stages.logits import write_scored
 
 SETS = "sets.json"
 
@@ -103,11 +104,10 @@ def _train_pattern(run: Run, stage: p.Stage, examples: list[Example], out: Path)
     sets = demo_sets(run, stage)
     trained = train_pattern(session, pattern, examples, selection_dev(method, splits), splits.unlabeled,
                             stage.seed, sets)
-    for split in stage.scores:
-        rows = getattr(splits, split)
-        write_logits(out / f"{split}.logits.tsv", rows,
-                     demos.set_logits(session, pattern, rows, method.max_length, sets, method.eval_batch_size,
-                                      trained.soft), run.spec.labels)
+    for split in stage.scores:  # (PET's soft labels for a large unlabeled set: a chunk at a time)
+        write_scored(out / f"{split}.logits.tsv", getattr(splits, split),
+                     lambda chunk: demos.set_logits(session, pattern, chunk, method.max_length, sets,
+                                                    method.eval_batch_size, trained.soft), run.spec.labels)
     if trained.soft is not None:
         _save_tensors(out, {"soft": trained.soft.weight})
     history = trained.history
@@ -120,8 +120,9 @@ def _train_head(run: Run, stage: p.Stage, examples: list[Example], out: Path) ->
     with the task's loss."""
     session, method = run.session, run.spec.method
     task = session.task
-    targets = task.targets(examples)
-    classifier, history = train_classifier(session, examples, lambda scores, rows: task.loss(scores, targets[rows]),
+    targets = task.targets(examples).to(session.device)
+    classifier, history = train_classifier(session, examples,
+                                           lambda scores, rows: task.loss(scores.float(), targets[rows]),
                                            method, run.splits[stage.data_seed].dev, stage.seed)
     _save_tensors(out, {"head.weight": classifier.head.weight, "head.bias": classifier.head.bias})
     return {"dev": max(history.dev) if history.dev else None, "dev_scores": history.dev, "losses": history.losses}
@@ -184,14 +185,15 @@ def _evaluate(run: Run, stage: p.Stage, out: Path) -> dict:
     if stage.pattern is None:
         classifier = Classifier(session.model, session.family, len(run.spec.labels))
         classifier.head.load_state_dict({"weight": extras["head.weight"], "bias": extras["head.bias"]})
-        scores = classifier_logits(session, classifier, test, method)
+        score = lambda chunk: classifier_logits(session, classifier, chunk, method)  # noqa: E731
     else:
-        scores = _pattern_logits(run, stage, test, extras.get("soft"))
-    write_logits(out / "test.logits.tsv", test, scores, run.spec.labels)
+        score = _pattern_scorer(run, stage, extras.get("soft"))
+    write_scored(out / "test.logits.tsv", test, score, run.spec.labels)
     return {"dev": train.result.get("dev") if train else None}
 
 
-def _pattern_logits(run: Run, stage: p.Stage, test: list[Example], soft_weight) -> np.ndarray:
+def _pattern_scorer(run: Run, stage: p.Stage, soft_weight) -> Callable[[list[Example]], np.ndarray]:
+    """The logits of some examples through the stage's pattern (soft prompt, demonstration sets, calibration)."""
     session, method = run.session, run.spec.method
     pattern = session.plan.patterns[stage.pattern]
     soft = None
@@ -199,8 +201,10 @@ def _pattern_logits(run: Run, stage: p.Stage, test: list[Example], soft_weight) 
         soft = SoftPrompt(session.model, len(soft_weight))
         soft.weight.data.copy_(soft_weight)
     calibrated = run.need(stage, "calibrate")
-    return demos.set_logits(session, pattern, test, method.max_length, demo_sets(run, stage), method.eval_batch_size,
-                            soft, calibrated.result["calibration"] if calibrated else None)
+    sets = demo_sets(run, stage)
+    calibration = calibrated.result["calibration"] if calibrated else None
+    return lambda examples: demos.set_logits(session, pattern, examples, method.max_length, sets,
+                                             method.eval_batch_size, soft, calibration)
 
 
 def _train_inputs(run: Run, stage: p.Stage) -> dict:  # (the MLM loss reads unlabeled data)
