@@ -250,3 +250,27 @@ def test_gradient_checkpointing_is_switched_on_in_the_model_that_trains():
     assert not on()
     _checkpointing(torch.nn.ModuleList([model]))  # as prompt-based training wraps it (with a soft prompt)
     assert on()
+
+
+def test_predict_and_load_take_a_device(tmp_path, model_dirs, capsys):
+    import promptlang
+
+    spec = write(tmp_path, model_dirs, "masked", "prompt_finetune " + TRAIN)
+    runner.run(spec, str(tmp_path / "out"), quiet=True, stages=tmp_path / "stages")
+    predictor = promptlang.load(tmp_path / "out", device="cpu", precision="bf16")
+    assert predictor.session.device == torch.device("cpu") and predictor.session.placement.precision == "bf16"
+    assert [p.label for p in predictor.predict(["a fine film"])] in (["negative"], ["positive"])
+    capsys.readouterr()
+    inputs = tmp_path / "in.tsv"
+    inputs.write_text("sentence\na fine film\n", encoding="utf-8")
+    assert main(["predict", str(tmp_path / "out"), "--input", str(inputs), "--device", "cpu"]) == 0
+    assert capsys.readouterr().out.startswith("index\tsentence\tpredicted\t")
+    assert main(["predict", str(tmp_path / "out"), "--input", str(inputs), "--device", "cuda:x"]) == 2
+    assert capsys.readouterr().err == ("promptlang: error: `--device cuda:x` is not a device: use auto, cpu, cuda, "
+                                       "cuda:N or mps\n")
+
+
+def test_plan_says_where_it_runs(tmp_path, model_dirs, capsys):
+    spec = write(tmp_path, model_dirs, "masked", "prompt_finetune " + TRAIN.replace("  seeds 1\n", "  grad_accum 3\n"))
+    assert main(["plan", str(spec), "--device", "cpu", "--precision", "bf16"]) == 0
+    assert "runs on: cpu, bf16, 1 process; batch 6 per optimizer step; evaluation batch 3\n" in capsys.readouterr().out

@@ -377,3 +377,132 @@ def test_seams_tokenize_like_the_whole_rendered_string(tokenizers, family, templ
     filled = ids[:at] + pattern.labels[1].ids[0] + ids[at + k:]
     whole = tokenizer(rendered(spec, "t", fields, word))["input_ids"]
     assert tokens(tokenizer, filled) == tokens(tokenizer, whole)
+
+
+# ---------------------------------------------------------------- speed-ups change nothing
+
+from promptlang.runtime import data_tokens  # noqa: E402
+
+BATCH_TEXTS = ["a fine film", "", "  spaced  out ", "[MASK] and </s> and <extra_id_0> and <pad>", "[SEP][CLS]<s>",
+               "naïve café — 東京 🎬", "greatness\tand\nnewlines", "a" * 300]
+
+
+@pytest.mark.parametrize("family", tinymodels.FAMILIES)
+def test_the_rust_tokenizer_gives_what_the_tokenizer_call_gives(tokenizers, family, monkeypatch):
+    tokenizer = tokenizers[family]
+    assert data_tokens._plain_backend(tokenizer) is not None  # the fast path is the one taken here
+    tokenizer(["warm up"], truncation=True, max_length=2, padding="max_length")  # left set on the Rust side
+    fast = pipeline.text_ids(tokenizer, BATCH_TEXTS)
+    monkeypatch.setattr(data_tokens, "_plain_backend", lambda tokenizer: None)
+    assert fast == pipeline.text_ids(tokenizer, BATCH_TEXTS)
+    assert fast == [pipeline.text_ids(tokenizer, [text])[0] for text in BATCH_TEXTS]
+
+
+def test_a_tokenizer_class_that_changes_encoding_is_called_as_it_is(tokenizers, tmp_path):
+    tokenizer = tokenizers["masked"]
+    kind = type(tokenizer)
+    backwards = type("Backwards", (kind,), {"_encode_plus": lambda self, text, **kwargs: kind._encode_plus(
+        self, [t[::-1] for t in text], **kwargs)})
+    tokenizer.save_pretrained(tmp_path)
+    changed = backwards.from_pretrained(tmp_path)
+    assert data_tokens._plain_backend(changed) is None
+    assert pipeline.text_ids(changed, ["fine film"]) == pipeline.text_ids(tokenizer, ["mlif enif"])
+
+
+def reference_input(pattern, info, fields, row, keep, shown, mask, k):
+    """One example's (ids, mask_at, soft_at) a piece at a time, as `encode` built them before its runs."""
+    ids, mask_at, soft_at = list(info.prefix), -1, []
+    for index, piece in enumerate(pattern.pieces):
+        if piece.kind == "text":
+            ids += piece.ids
+        elif piece.kind == "field":
+            value, n = fields[index][row], keep[index]
+            ids += value if n >= len(value) else value[len(value) - n:] if piece.shorten == "head" else value[:n]
+        elif piece.kind == "mask":
+            mask_at = len(ids) if mask_at < 0 else mask_at
+            ids += [mask] * k
+        elif piece.kind == "soft":
+            soft_at += range(len(ids), len(ids) + piece.count)
+            ids += [info.unk_id if info.unk_id is not None else info.pad_id] * piece.count
+        elif piece.kind == "demos":
+            ids += shown
+        elif piece.kind == "sep":
+            ids.append(info.sep_id if info.sep_id is not None else info.suffix[-1] if info.suffix else info.pad_id)
+    return ids + info.suffix, mask_at, soft_at
+
+
+ASSEMBLED = ['"[SOFT:2]{{ sentence | shorten }}[SEP][DEMOS]It was [MASK:3]."',
+             '"[MASK] {{ sentence | shorten(head) }} and {{ other | shorten }}[SEP]"',
+             '"Review:{{ sentence }}\\nSentiment: [MASK] {{ other }}"']
+
+
+@pytest.mark.parametrize("family", tinymodels.FAMILIES)
+@pytest.mark.parametrize("template", ASSEMBLED)
+def test_assembled_inputs_are_the_pieces_one_at_a_time(tokenizers, family, template):
+    tokenizer = tokenizers[family]
+    spec = tinymodels.spec_of(tinymodels.spec_text(template, method="prompt_finetune {}",
+                                                   data=tinymodels.DATA.replace("text  sentence", "text  sentence, other")))
+    pattern, info = compile_pattern(spec, "t", tokenizer), tokenizer_info(tokenizer)
+    words = FIELD_WORDS * 3
+    examples = [Example({"sentence": " ".join(words[i:i + i % 13]), "other": " ".join(words[:i % 7])},
+                        LABELS[i % 2] if i % 3 else None) for i in range(40)]
+    demos = [[7] * (i % 5) for i in range(40)]
+    prepared = pipeline.prepare(pattern, examples, tokenizer, info, 24, LABELS, family)
+    encoded = prepared.assemble(list(range(40)), demos)
+    k = encoded.mask_count
+    for row, shown in enumerate(demos):
+        lengths = {i: len(column[row]) for i, column in prepared.fields.items()}
+        excess = len(reference_input(pattern, info, prepared.fields, row, lengths, [], 0, k)[0]) + len(shown) - 24
+        keep = prepared._kept(row, excess) if excess > 0 else lengths
+        expected = reference_input(pattern, info, prepared.fields, row, keep, shown, prepared.mask_id, k)
+        assert (encoded.ids[row], encoded.mask_at[row], encoded.soft_at[row]) == expected
+    assert encoded.labels == [LABELS.index(e.label) if e.label else -1 for e in examples]
+
+
+def test_encoding_restores_garbage_collection_as_it_found_it(tokenizers):
+    import gc
+
+    pattern, info = compiled(tokenizers["masked"])
+    for enabled in (True, False):
+        (gc.enable if enabled else gc.disable)()
+        try:
+            encode(pattern, [Example({"sentence": "a fine film"})], tokenizers["masked"], info, 64, LABELS, "masked")
+            assert gc.isenabled() is enabled
+        finally:
+            gc.enable()
+    with pytest.raises(TooLong):
+        encode(pattern, [Example({"sentence": "a fine film"})], tokenizers["masked"], info, 3, LABELS, "masked")
+    assert gc.isenabled()
+
+
+CHANGES = {  # one change to the examples → a new key
+    "a value": lambda ex: [Example({"sentence": "a fine film!"}, ex[0].label), *ex[1:]],
+    "a label": lambda ex: [Example(ex[0].fields, "negative"), *ex[1:]],
+    "no label": lambda ex: [Example(ex[0].fields), *ex[1:]],
+    "a field name": lambda ex: [Example({"sentence ": "a fine film"}, ex[0].label), *ex[1:]],
+    "text moved across a seam": lambda ex: [Example({"sentence": "a fine fil"}, ex[0].label),
+                                            Example({"sentence": "ma bad film"}, ex[1].label)],
+    "a field more": lambda ex: [Example({**ex[0].fields, "other": ""}, ex[0].label), *ex[1:]],
+    "a number, not its text": lambda ex: [Example({**ex[0].fields, "n": 1}, ex[0].label),
+                                          Example({**ex[1].fields, "n": "1"}, ex[1].label)],
+    "the order": lambda ex: ex[::-1],
+    "an example more": lambda ex: [*ex, ex[0]],
+}
+
+
+def test_the_cache_key_changes_with_everything_it_depends_on(tokenizers):
+    tokenizer = tokenizers["causal"]
+    pattern, info = compiled(tokenizer)
+    other_pattern, _ = compiled(tokenizer, '"{{ sentence }} So it was [MASK]."')
+    examples = [Example({"sentence": "a fine film"}, "positive"), Example({"sentence": "a bad film"}, "negative")]
+    settings = (info, 64, LABELS, "causal", None)
+
+    def key(ex=examples, p=pattern, s=settings):
+        return pipeline.encoding_key(p, ex, *s)
+
+    assert key() == key([Example(dict(e.fields), e.label) for e in examples])  # equal data: equal key
+    keys = [key(change(examples)) for change in CHANGES.values()]
+    keys += [key(p=other_pattern), key(s=(info.model_copy(update={"pad_id": 5}), *settings[1:])),
+             key(s=(info, 63, *settings[2:])), key(s=(info, 64, LABELS[::-1], "causal", None)),
+             key(s=(info, 64, LABELS, "masked", None)), key(s=(info, 64, LABELS, "causal", [[1], [2]]))]
+    assert len(set(keys + [key()])) == len(keys) + 1

@@ -28,7 +28,8 @@ from promptlang.language import spec as m  # noqa: E402
 from promptlang.compiler.compile import compile_plan  # noqa: E402
 from promptlang.runtime.data import Example  # noqa: E402
 from promptlang.language.diagnostics import SpecError  # noqa: E402
-from promptlang.runtime.pipeline import encode, encode_cached, read_encoded, special_ids, text_ids  # noqa: E402
+from promptlang.runtime.data_tokens import special_ids, text_ids  # noqa: E402
+from promptlang.runtime.pipeline import encode, encode_cached, read_encoded  # noqa: E402
 from promptlang.runtime.classifier import classifier_inputs, pair_parts  # noqa: E402
 from promptlang.runtime.errors import RunError  # noqa: E402
 from promptlang.runtime.session import Session  # noqa: E402

@@ -17,6 +17,7 @@ import pydantic
 import torch
 
 from promptlang.compiler import plan as p
+from promptlang.runtime.batches import pad
 from promptlang.runtime import session as runtime
 from promptlang.runtime.classifier import Classifier, classifier_inputs
 from promptlang.runtime.data import Example
@@ -259,7 +260,7 @@ class Predictor:
         method = session.spec.method
         if self.classifier is not None:
             ids = classifier_inputs(session, examples, self.info.max_length or method.max_length)
-            padded, attention = runtime.scoring.pad(ids, session.plan.tokenizer.pad_id, session.device)
+            padded, attention = pad(ids, session.plan.tokenizer.pad_id, session.device)
             with session.placement.autocast():
                 return torch.softmax(self.classifier(padded, attention).float(), dim=1).cpu().numpy()
         pattern = session.plan.patterns[self.info.pattern]

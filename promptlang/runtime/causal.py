@@ -13,6 +13,8 @@ from collections.abc import Callable
 
 import torch
 
+from promptlang.runtime.batches import pad
+
 HEAD_ELEMENTS = 1 << 25  # logits computed at once (32M floats, 128 MB in float32): the head runs in chunks
 
 
@@ -69,12 +71,12 @@ def continuation_scores(base, embed, head: Callable, vocabulary: int, prompts: l
     device = embed.weight.device
     count, words = len(prompts), len(continuations) // len(prompts)
     prompt_at, continuation_at = soft_at or ([[]] * count, [[]] * len(continuations))
-    ids, attention = _padded(prompts, pad_id, device)
+    ids, attention = pad(prompts, pad_id, device)
     cache = _new_cache()
     hidden = _run(base, embed, ids, attention, soft, prompt_at, [0] * count, cache=cache, use_cache=True)
     lengths = attention.sum(1)  # (B,)
     last = hidden[torch.arange(count, device=device), lengths - 1]  # (B, H): predicts every first token
-    targets, valid = _padded(continuations, pad_id, device)  # (N, T)
+    targets, valid = pad(continuations, pad_id, device)  # (N, T)
     scores = token_log_probs(head, last, targets[:, 0].view(count, words), vocabulary)  # (B, W)
     if targets.shape[1] == 1:
         return scores
@@ -91,15 +93,6 @@ def continuation_scores(base, embed, head: Callable, vocabulary: int, prompts: l
     owner = torch.arange(len(continuations), device=device).unsqueeze(1).expand_as(used)[used]
     summed = torch.zeros(len(continuations), dtype=rest.dtype, device=device).index_add(0, owner, rest)
     return scores + summed.view(count, words)  # (B, W)
-
-
-def _padded(sequences: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded ids (N, L) and attention mask (N, L) on `device`."""
-    length = max(len(s) for s in sequences)
-    rows = [s + [pad_id] * (length - len(s)) for s in sequences]
-    ones = [[1] * len(s) + [0] * (length - len(s)) for s in sequences]
-    return (torch.tensor(rows, dtype=torch.long, device=device),
-            torch.tensor(ones, dtype=torch.long, device=device))
 
 
 def _new_cache():

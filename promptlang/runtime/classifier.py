@@ -8,11 +8,13 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 import torch
 
+from promptlang.runtime.batches import device_of, pad
 from promptlang.runtime import scoring
 from promptlang.language import spec as m
 from promptlang.runtime.data import Example
 from promptlang.runtime.ensemble import softmax
-from promptlang.runtime.pipeline import shortened, text_ids
+from promptlang.runtime.data_tokens import text_ids
+from promptlang.runtime.pipeline import shortened
 from promptlang.compiler.tokens import ids_of, special_tokens
 from promptlang.runtime.training import History, fit, progress
 
@@ -31,7 +33,7 @@ class Classifier(torch.nn.Module):
         self.head = torch.nn.Linear(size, labels)
         torch.nn.init.normal_(self.head.weight, std=0.02)
         torch.nn.init.zeros_(self.head.bias)
-        self.head.to(scoring.device_of(model))  # initialised on the CPU: the same head on every device
+        self.head.to(device_of(model))  # initialised on the CPU: the same head on every device
 
     def forward(self, ids: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
         if self.family == "seq2seq":
@@ -85,18 +87,18 @@ def train_classifier(session: Session, examples: list[Example], loss: Callable[[
     the state with the best dev score (the task's) is kept when there are dev examples (`where`: the spec path
     of `settings`)."""
     classifier = Classifier(session.model, session.family, len(session.spec.labels))
-    inputs = classifier_inputs(session, examples, settings.max_length)
     dev = [e for e in dev if e.label in session.spec.labels]
     task = session.task
 
-    def loss_of(rows: list[int]) -> torch.Tensor:
-        ids, attention = scoring.pad([inputs[r] for r in rows], session.plan.tokenizer.pad_id, session.device)
+    def loss_of(rows: list[int]) -> torch.Tensor:  # (a batch is tokenized when drawn: 100k soft-labelled
+        inputs = classifier_inputs(session, [examples[r] for r in rows], settings.max_length)  # examples
+        ids, attention = pad(inputs, session.plan.tokenizer.pad_id, session.device)  # are never held whole)
         with session.placement.autocast():
             return loss(classifier(ids, attention), rows)
 
     evaluate = (lambda: task.selection(softmax(classifier_logits(session, classifier, dev, settings)), dev)) \
         if dev else None
-    history = fit(classifier, loss_of, len(inputs), settings, seed, evaluate, progress(session.log), where,
+    history = fit(classifier, loss_of, len(examples), settings, seed, evaluate, progress(session.log), where,
                   session.placement)
     return classifier, history
 
@@ -113,6 +115,6 @@ def classifier_logits(session: Session, classifier: Classifier, examples: list[E
 
     def score(rows: list[int]) -> torch.Tensor:
         with session.placement.autocast():
-            return classifier(*scoring.pad([inputs[r] for r in rows], pad_id, session.device))
+            return classifier(*pad([inputs[r] for r in rows], pad_id, session.device))
 
     return scored_rows(session, len(inputs), [len(x) for x in inputs], settings.eval_batch_size, score)

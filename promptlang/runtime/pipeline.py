@@ -9,21 +9,26 @@ special token: "[MASK]" or "</s>" in the data is tokenized as the characters it 
 
 from __future__ import annotations
 
-import functools
+import gc
 import hashlib
+import itertools
 import json
 import os
 import string
 import tempfile
+from array import array
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from promptlang.compiler import plan as p
 from promptlang.runtime.data import Example
-from promptlang.compiler.tokens import ids_of, without_dummy_prefix
+from promptlang.compiler.tokens import without_dummy_prefix
+from promptlang.runtime.data_tokens import text_ids
 
 _PUNCT = string.punctuation
 ENCODING_VERSION = 3  # part of the cache key: raise it when what `encode` makes of an example changes
+KEY_FORMAT = "tokens-2"  # how `encode_cached` hashes its inputs (a new format: new keys, same encodings)
 
 
 class TooLong(Exception):
@@ -47,6 +52,19 @@ class Encoded:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+
+@contextmanager
+def gc_paused():
+    """Garbage collection off around a bulk step that allocates many small objects and no cycles
+    (at 60k examples the collector's passes cost more than the step); on again after, if it was on."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def transform(value: str, transforms: list[str]) -> str:
@@ -100,51 +118,6 @@ def _continues_word(pattern: p.Pattern, index: int) -> bool:
         return False
     before = pattern.pieces[index - 1]
     return before.kind in ("field", "mask") or (before.kind == "text" and not before.text[-1:].isspace())
-
-
-@functools.lru_cache(maxsize=32)
-def special_ids(tokenizer) -> frozenset[int]:
-    """The ids that text from the data must never produce: the tokenizer's special tokens (its
-    unknown token only when that is also a structural one, as GPT-2's `<|endoftext|>` is)."""
-    banned = set(tokenizer.all_special_ids)
-    banned |= {i for i, token in getattr(tokenizer, "added_tokens_decoder", {}).items() if token.special}
-    structural = {tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id, tokenizer.sep_token_id,
-                  tokenizer.cls_token_id, tokenizer.mask_token_id}
-    if tokenizer.unk_token_id is not None and tokenizer.unk_token_id not in structural:
-        banned.discard(tokenizer.unk_token_id)
-    return frozenset(banned)
-
-
-def text_ids(tokenizer, values: list[str]) -> list[list[int]]:
-    """Token ids of texts from the data, with no special tokens: "[MASK]" in a review is `[ mask ]`.
-
-    The fast tokenizer's `split_special_tokens` stops it from matching special tokens' text; a
-    vocabulary that holds such a text as an ordinary piece (a Unigram `</s>`) is spelled out
-    character by character at that token.
-    """
-    if not values:
-        return []
-    rows = tokenizer(values, add_special_tokens=False, split_special_tokens=True)["input_ids"]
-    banned = special_ids(tokenizer)
-    return [row if banned.isdisjoint(row) else _spelled(tokenizer, value, banned) for value, row in zip(values, rows)]
-
-
-def _spelled(tokenizer, value: str, banned: frozenset[int]) -> list[int]:
-    """`value`'s ids with each special token replaced by the ids of its characters."""
-    encoded = tokenizer(value, add_special_tokens=False, split_special_tokens=True, return_offsets_mapping=True)
-    out: list[int] = []
-    for token, (start, end) in zip(encoded["input_ids"], encoded["offset_mapping"]):
-        if token not in banned:
-            out.append(token)
-            continue
-        for char in value[start:end]:
-            out += [i for i in without_dummy_prefix(tokenizer, _char_ids(tokenizer, char)) if i not in banned]
-    return out
-
-
-def _char_ids(tokenizer, char: str) -> list[int]:
-    return tokenizer(char, add_special_tokens=False, split_special_tokens=True)["input_ids"] if char.strip() \
-        else ids_of(tokenizer, char)
 
 
 def _tokenized_fields(pattern: p.Pattern, examples: list[Example], tokenizer) -> dict[int, list[list[int]]]:
@@ -205,58 +178,97 @@ class Prepared:
         Raises:
             TooLong: the pattern leaves no room for an example.
         """
-        pattern, info = self.pattern, self.info
-        shortenable = [i for i in self.fields if pattern.pieces[i].shorten] or list(self.fields)
-        mask_count = 1 if self.family == "seq2seq" else pattern.mask_count
-        fixed = len(info.prefix) + len(info.suffix) + sum(
-            len(piece.ids) if piece.kind == "text" else
-            mask_count if piece.kind == "mask" else
-            piece.count if piece.kind == "soft" else
-            1 if piece.kind == "sep" else 0
-            for piece in pattern.pieces)
+        mask_count = 1 if self.family == "seq2seq" else self.pattern.mask_count
+        runs = _runs(self.pattern, self.info, self.mask_id, mask_count)
+        fixed = sum(len(run.ids) for run in runs)
+        columns = list(self.fields.values())
         out = Encoded(mask_count=mask_count)
         label_index = {name: i for i, name in enumerate(self.labels)}
-        for at, row in enumerate(rows):
-            lengths = {i: len(self.fields[i][row]) for i in self.fields}
-            shown = demos[at] if demos else []
-            excess = fixed + len(shown) + sum(lengths.values()) - self.max_length
-            if excess > 0:
-                new = shortened([lengths[i] for i in shortenable], excess)
-                lengths.update(zip(shortenable, new))
-            ids, mask_at, soft_at = self._input(row, lengths, shown, mask_count)
-            out.ids.append(ids)
-            out.mask_at.append(mask_at)
-            out.soft_at.append(soft_at)
-            out.labels.append(label_index.get(self.examples[row].label, -1))
+        with gc_paused():
+            for at, row in enumerate(rows):
+                shown = demos[at] if demos else []
+                excess = fixed + len(shown) + sum(len(column[row]) for column in columns) - self.max_length
+                ids, mask_at, soft_at = self._input(runs, row, self._kept(row, excess) if excess > 0 else None, shown)
+                out.ids.append(ids)
+                out.mask_at.append(mask_at)
+                out.soft_at.append(soft_at)
+                out.labels.append(label_index.get(self.examples[row].label, -1))
         return out
 
-    def _input(self, row: int, lengths: dict[int, int], shown: list[int], mask_count: int):
-        """(ids, mask position, soft prompt positions) of one example, its fields cut to `lengths`."""
-        info = self.info
-        ids, mask_at, soft_at = list(info.prefix), -1, []
-        for index, piece in enumerate(self.pattern.pieces):
-            if piece.kind == "text":
-                ids += piece.ids
-            elif piece.kind == "field":
-                ids += _cut(self.fields[index][row], lengths[index], piece.shorten or "tail")
-            elif piece.kind == "mask":
-                mask_at = len(ids) if mask_at < 0 else mask_at
-                ids += [self.mask_id] * mask_count
-            elif piece.kind == "soft":
-                soft_at += range(len(ids), len(ids) + piece.count)
-                ids += [info.unk_id if info.unk_id is not None else info.pad_id] * piece.count
-            elif piece.kind == "demos":
+    def _kept(self, row: int, excess: int) -> dict[int, int]:
+        """Piece index → how many of row's field tokens stay when `excess` must go (PET's rule)."""
+        lengths = {i: len(column[row]) for i, column in self.fields.items()}
+        shortenable = [i for i in self.fields if self.pattern.pieces[i].shorten] or list(self.fields)
+        lengths.update(zip(shortenable, shortened([lengths[i] for i in shortenable], excess)))
+        return lengths
+
+    def _input(self, runs: list[_Run], row: int, kept: dict[int, int] | None, shown: list[int]):
+        """(ids, mask position, soft prompt positions) of one example, its fields cut to `kept` (None: whole)."""
+        ids: list[int] = []
+        mask_at, soft_at = -1, []
+        for run in runs:
+            if run.piece >= 0:
+                value = self.fields[run.piece][row]
+                ids += value if kept is None else _cut(value, kept[run.piece], run.policy)
+            elif run.demos:
                 ids += shown
-            elif piece.kind == "sep":
-                ids.append(info.sep_id if info.sep_id is not None else info.suffix[-1] if info.suffix else info.pad_id)
-        return ids + info.suffix, mask_at, soft_at
+            else:
+                if run.mask >= 0 and mask_at < 0:
+                    mask_at = len(ids) + run.mask
+                if run.soft:
+                    soft_at += [len(ids) + offset for offset in run.soft]
+                ids += run.ids
+        return ids, mask_at, soft_at
+
+
+@dataclass
+class _Run:
+    """A stretch of a pattern's input: a field (`piece`: its index), the demonstrations, or fixed ids
+    (template text, masks, soft and separator tokens, special tokens) with where its first mask and
+    its soft tokens are in it."""
+
+    ids: list[int] = field(default_factory=list)
+    piece: int = -1
+    policy: str = "tail"
+    demos: bool = False
+    mask: int = -1
+    soft: list[int] = field(default_factory=list)
+
+
+def _runs(pattern: p.Pattern, info: p.Tokenizer, mask_id: int, mask_count: int) -> list[_Run]:
+    """The pattern as runs, consecutive fixed pieces merged into one: an input is their ids in order."""
+    runs = [_Run(list(info.prefix))]
+    for index, piece in enumerate(pattern.pieces):
+        if piece.kind == "field":
+            runs += [_Run(piece=index, policy=piece.shorten or "tail"), _Run()]
+        elif piece.kind == "demos":
+            runs += [_Run(demos=True), _Run()]
+        else:
+            _add_fixed(runs[-1], piece, info, mask_id, mask_count)
+    runs[-1].ids += info.suffix
+    return [run for run in runs if run.piece >= 0 or run.demos or run.ids or run.mask >= 0]
+
+
+def _add_fixed(run: _Run, piece: p.Piece, info: p.Tokenizer, mask_id: int, mask_count: int) -> None:
+    """Append a text, mask, soft or separator piece's ids to a fixed run."""
+    if piece.kind == "text":
+        run.ids += piece.ids
+    elif piece.kind == "mask":
+        run.mask = len(run.ids) if run.mask < 0 else run.mask
+        run.ids += [mask_id] * mask_count
+    elif piece.kind == "soft":
+        run.soft += range(len(run.ids), len(run.ids) + piece.count)
+        run.ids += [info.unk_id if info.unk_id is not None else info.pad_id] * piece.count
+    elif piece.kind == "sep":
+        run.ids.append(info.sep_id if info.sep_id is not None else info.suffix[-1] if info.suffix else info.pad_id)
 
 
 def prepare(pattern: p.Pattern, examples: list[Example], tokenizer, info: p.Tokenizer, max_length: int,
             labels: list[str], family: str) -> Prepared:
     """Examples through a pattern with their fields tokenized, to assemble later (see `Prepared`)."""
-    return Prepared(pattern, examples, _tokenized_fields(pattern, examples, tokenizer),
-                    _mask_id(info, tokenizer, family), info, max_length, labels, family)
+    with gc_paused():
+        fields = _tokenized_fields(pattern, examples, tokenizer)
+    return Prepared(pattern, examples, fields, _mask_id(info, tokenizer, family), info, max_length, labels, family)
 
 
 def _mask_id(info: p.Tokenizer, tokenizer, family: str) -> int:
@@ -284,15 +296,39 @@ def encode_cached(cache: Path | None, pattern: p.Pattern, examples: list[Example
     """`encode`, kept on disk under `cache` keyed by a hash of everything it depends on."""
     if cache is None:
         return encode(pattern, examples, tokenizer, info, max_length, labels, family, demos)
-    key = cache_key(ENCODING_VERSION, pattern.model_dump(), info.model_dump(), max_length, labels, family, demos,
-                    [(e.fields, e.label) for e in examples])
-    path = cache / "tokens" / f"{key}.json"
+    path = cache / "tokens" / f"{encoding_key(pattern, examples, info, max_length, labels, family, demos)}.json"
     found = read_encoded(path, len(examples))
     if found is not None:
         return found
     encoded = encode(pattern, examples, tokenizer, info, max_length, labels, family, demos)
     write_encoded(path, encoded)
     return encoded
+
+
+def encoding_key(pattern: p.Pattern, examples: list[Example], info: p.Tokenizer, max_length: int,
+                 labels: list[str], family: str, demos: list[list[int]] | None) -> str:
+    """The cache key of an encoding: the settings as JSON, then the examples as sections in one pass of
+    C loops (no JSON per example), each section length-prefixed: per example its field count and
+    label, then every field name and value with their lengths, so no text in the data can forge a seam."""
+    digest = hashlib.sha256()
+    for part in (json.dumps([KEY_FORMAT, ENCODING_VERSION, pattern.model_dump(), info.model_dump(), max_length,
+                             labels, family, demos], sort_keys=True, default=str).encode(), *_example_sections(examples)):
+        digest.update(b"%d:" % len(part))
+        digest.update(part)
+    return digest.hexdigest()[:24]
+
+
+def _example_sections(examples: list[Example]) -> list[bytes]:
+    """Examples' fields (in their order) and labels as bytes; a value that is not text is its JSON, marked."""
+    fields = [e.fields for e in examples]
+    names = list(itertools.chain.from_iterable(fields))
+    values = list(itertools.chain.from_iterable(map(dict.values, fields)))
+    odd = [] if set(map(type, values)) <= {str} else [i for i, v in enumerate(values) if type(v) is not str]
+    for i in odd:
+        values[i] = json.dumps(values[i], sort_keys=True, default=str)
+    return [array("q", map(len, fields)).tobytes(), json.dumps([e.label for e in examples], default=str).encode(),
+            json.dumps(odd).encode(), array("q", map(len, names)).tobytes(), array("q", map(len, values)).tobytes(),
+            "".join(names).encode("utf-8", "surrogatepass"), "".join(values).encode("utf-8", "surrogatepass")]
 
 
 _FIELDS = {"ids": list, "mask_at": list, "soft_at": list, "labels": list, "mask_count": int}
@@ -302,22 +338,28 @@ def read_encoded(path: Path, n: int) -> Encoded | None:
     """A cached encoding (plain JSON: reading it runs nothing), or None when it is missing, unreadable,
     or not an encoding of `n` examples."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        with gc_paused():
+            data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):  # missing, or not JSON / not UTF-8
         return None
     if not isinstance(data, dict) or set(data) != set(_FIELDS) or \
-            not all(isinstance(data[name], kind) for name, kind in _FIELDS.items()):
+            not all(type(data[name]) is kind for name, kind in _FIELDS.items()):
         return None
     if any(len(data[name]) != n for name in ("ids", "mask_at", "soft_at", "labels")):
         return None
-    if not all(_ints(row) for name in ("ids", "soft_at") for row in data[name]) or \
-            not _ints(data["mask_at"]) or not _ints(data["labels"]):
+    if not (_lists_of_ints(data["ids"]) and _lists_of_ints(data["soft_at"]) and _ints(data["mask_at"])
+            and _ints(data["labels"])):
         return None
     return Encoded(**data)
 
 
-def _ints(values) -> bool:
-    return isinstance(values, list) and all(type(x) is int for x in values)
+def _ints(values: list) -> bool:
+    """Whether every item is an int (not a bool, a float or anything else); one pass in C."""
+    return set(map(type, values)) <= {int}
+
+
+def _lists_of_ints(rows: list) -> bool:
+    return set(map(type, rows)) <= {list} and _ints(itertools.chain.from_iterable(rows))
 
 
 def write_encoded(path: Path, encoded: Encoded) -> None:

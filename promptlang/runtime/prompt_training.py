@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from promptlang.compiler import plan as p
 from promptlang.language import spec as m
+from promptlang.runtime.batches import pad
 from promptlang.runtime import scoring
 from promptlang.runtime.data import Example
 from promptlang.methods.common import uses_demos
@@ -31,7 +32,7 @@ def _mlm_loss(session: Session, encoded: Encoded, rows: list[int], rng: torch.Ge
     `rng` (the same for a seed on every device), then moved to the session's device.
     """
     info = session.plan.tokenizer
-    ids, attention = scoring.pad([encoded.ids[r] for r in rows], info.pad_id)  # (B, L), on the CPU to draw
+    ids, attention = pad([encoded.ids[r] for r in rows], info.pad_id)  # (B, L), on the CPU to draw
     soft_at = [encoded.soft_at[r] for r in rows]
     chosen = (torch.rand(ids.shape, generator=rng) < 0.15) & mlm_candidates(info, ids, attention, soft_at)
     if not chosen.any():

@@ -22,7 +22,7 @@ from promptlang.runtime.ensemble import ensemble_logits, ipet_train_set
 from promptlang.runtime.errors import RunError
 from promptlang.runtime.pipeline import ENCODING_VERSION
 from promptlang.stages.kinds import EXTRAS, WEIGHTS, Kind, Run, libraries, register, seed_of, written
-from promptlang.stages.logits import write_logits
+from promptlang.stages.logits import write_logits, write_scored
 from promptlang.stages.scored import selection_dev
 
 
@@ -103,9 +103,8 @@ def _distill(run: Run, stage: p.Stage, out: Path) -> dict:
         lambda logits, rows: distillation_loss(logits.float(), teacher[rows], distill.temperature),
         distill, selection_dev(distill, splits), stage.seed, ("method", "distill"))
     for split in stage.scores:
-        rows = getattr(splits, split)
-        write_logits(out / f"{split}.logits.tsv", rows, classifier_logits(session, classifier, rows, distill),
-                     run.spec.labels)
+        write_scored(out / f"{split}.logits.tsv", getattr(splits, split),
+                     lambda chunk: classifier_logits(session, classifier, chunk, distill), run.spec.labels)
     from safetensors.torch import save_file, save_model
 
     save_model(session.model, str(out / WEIGHTS))
