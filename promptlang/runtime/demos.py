@@ -27,11 +27,13 @@ class DemoPool:
     by_label: list[list[int]]  # for each label, the indices of its examples
     per_label: int
 
-    def draw(self, rng: random.Random, exclude: int | None = None) -> list[int]:
-        """One demonstration set: `per_label` examples per label (never example `exclude`), in a
-        random order, as token ids."""
+    def draw(self, rng: random.Random, exclude: int | None = None,
+             allowed: list[list[int]] | None = None) -> list[int]:
+        """One demonstration set: `per_label` examples per label (never example `exclude`), drawn
+        uniformly from the label's examples (or from `allowed[label]`: those most similar to the query,
+        `similar.most_similar`), in a random order, as token ids."""
         chosen: list[int] = []
-        for rows in self.by_label:
+        for rows in allowed if allowed is not None else self.by_label:
             pool = [r for r in rows if r != exclude]
             chosen += rng.sample(pool, min(self.per_label, len(pool)))
         rng.shuffle(chosen)
