@@ -240,7 +240,7 @@ def _session(prepared: Prepared, directory: Path, log, placement: Placement) -> 
         f"parameters; {len(plan.stages)} stages, {total.optimizer_steps} optimizer steps, "
         f"{total.forward_passes} forward passes")
     log(f"  {runs_on_line(plan.runs_on)}")
-    return Session(plan, prepared.tokenizer, model, cache_dir(), log, placement=placement)
+    return Session(plan, prepared.tokenizer, model, cache_dir(), log, placement=placement, directory=directory)
 
 
 def _execute(executor: Executor, prepared: Prepared, analysis) -> list[Done]:
@@ -279,7 +279,8 @@ def _classifier_session(session: Session, name: str, directory: Path, analysis) 
                 raise RunError(f"cannot load the distillation model `{name}`: {_first_line(error)}",
                                ("method", "distill", "model")) from None
             plan = session.plan.model_copy(update={"family": family, "tokenizer": tokenizer_info(tokenizer)})
-            loaded.append(Session(plan, tokenizer, model, session.cache, session.log, placement=session.placement))
+            loaded.append(Session(plan, tokenizer, model, session.cache, session.log, placement=session.placement,
+                                  directory=session.directory))
         return loaded[0]
     return load
 

@@ -204,7 +204,6 @@ def test_run_with_a_bad_override_value_is_a_spec_error_at_the_argument(specs, mo
     ("sst2-lmbff.prompt", None, "LM-BFF's automatic search (`label_word_search`) cannot run yet", "label_word_search"),
     ("sst2-lmbff.prompt", "no-word-search", "LM-BFF's automatic search (`template_search`) cannot run yet",
      "template_search"),
-    ("sst2-in-context.prompt", "similar", "`select similar` cannot run yet", "select"),
     ("trec-t5-qa.prompt", None, "text generation (a `target` made of data fields) cannot run yet", "target"),
 ])
 def test_run_refuses_what_cannot_run_yet_at_its_spec_line(tmp_path, capsys, spec, edit, message, key):
@@ -214,8 +213,6 @@ def test_run_refuses_what_cannot_run_yet_at_its_spec_line(tmp_path, capsys, spec
     if edit == "no-word-search":
         start = text.index("  label_word_search {")
         text = text[:start] + text[text.index("}", start) + 2:]
-    elif edit == "similar":
-        text = text.replace("select    random", 'select    similar\n  encoder "e"')
     path = tmp_path / spec
     path.write_text(text, encoding="utf-8")
     line = next(i for i, x in enumerate(text.splitlines(), 1) if x.strip().startswith(key))

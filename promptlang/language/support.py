@@ -23,7 +23,7 @@ class NotYet:
 
 
 # The features, as the docs name them (tests/test_docs.py holds README.md and docs/language.md to it).
-FEATURES = ("LM-BFF's automatic search", "`select similar`", "text generation")
+FEATURES = ("LM-BFF's automatic search", "text generation")
 
 
 def is_generation(spec: m.Spec) -> bool:
@@ -39,12 +39,9 @@ def not_yet(spec: m.Spec) -> list[NotYet]:
             found.append(NotYet(FEATURES[0], f"LM-BFF's automatic search (`{name}`) cannot run yet",
                                 ("method", name),
                                 "remove `label_word_search` and `template_search` to train the templates as written"))
-    if spec.demonstrations and spec.demonstrations.select is m.Selection.similar:
-        found.append(NotYet(FEATURES[1], "`select similar` cannot run yet", ("demonstrations", "select"),
-                            "use `select random`"))
     generating = [name for name in spec.patterns if spec.templates[name].generates] if not spec.labels else []
     if generating:
-        found.append(NotYet(FEATURES[2], "text generation (a `target` made of data fields) cannot run yet",
+        found.append(NotYet(FEATURES[1], "text generation (a `target` made of data fields) cannot run yet",
                             ("templates", generating[0], "target"),
                             "classification specs run: declare `labels` and map them to words with a verbalizer"))
     return found

@@ -14,7 +14,9 @@ from pathlib import Path
 from promptlang.language import spec as m
 from promptlang.output.guard import swap
 from promptlang.output.predictor import EXTRAS
+from promptlang.runtime.demos import SimilarSets
 from promptlang.runtime.ensemble import softmax
+from promptlang.runtime.similar import query_text
 from promptlang.runtime.task import task_of
 from promptlang.stages.kinds import EXTRAS as STAGE_EXTRAS
 from promptlang.stages.kinds import WEIGHTS as STAGE_WEIGHTS
@@ -168,6 +170,12 @@ def predictor_extras(run: Run, best: Done) -> dict:
     sets = demo_sets(run, stage)
     calibrated = run.need(stage, "calibrate")
     calibration = calibrated.result["calibration"] if calibrated else None
+    if isinstance(sets, SimilarSets):  # what drawing for a new input needs: the candidates and the encoder
+        near = sets.near
+        texts = [query_text(e, near.columns) for e in run.splits[stage.data_seed].train]
+        return {"similar": {"encoder": near.encoder, "top": near.top, "seed": sets.seed, "sets": len(sets),
+                            "per_label": near.pool.per_label, "pool": near.pool.ids, "by_label": near.pool.by_label,
+                            "texts": texts, **({"calibrations": calibration} if calibration else {})}}
     if sets:
         return {"sets": [{"demos": d, **({"calibration": calibration[i]} if calibration else {})}
                          for i, d in enumerate(sets)]}

@@ -21,9 +21,10 @@ from promptlang.runtime.batches import pad
 from promptlang.runtime import session as runtime
 from promptlang.runtime.classifier import Classifier, classifier_inputs
 from promptlang.runtime.data import Example
-from promptlang.runtime.demos import set_probabilities
+from promptlang.runtime.demos import DemoPool, Neighbours, SimilarSets, set_probabilities
 from promptlang.runtime.models import family_of
 from promptlang.runtime.placement import Placement, check_precision, resolve_device
+from promptlang.runtime.similar import embeddings
 
 EXTRAS = "extras.safetensors"
 Positive = Annotated[float, pydantic.Field(gt=0, allow_inf_nan=False)]
@@ -43,8 +44,31 @@ class DemoSet(_Info):
     calibration: Optional[list[Positive]] = None
 
 
+class Similar(_Info):
+    """`select similar`: the candidate demonstrations (token ids, by label, their texts) and the encoder."""
+
+    encoder: str = pydantic.Field(min_length=1)
+    top: float = pydantic.Field(gt=0, le=1)
+    seed: int
+    sets: int = pydantic.Field(ge=1, le=1024)
+    per_label: int = pydantic.Field(ge=1, le=64)
+    pool: list[list[TokenId]] = pydantic.Field(min_length=1)
+    by_label: list[list[pydantic.NonNegativeInt]]
+    texts: list[str]
+    calibrations: Optional[list[list[Positive]]] = None
+
+    @pydantic.model_validator(mode="after")
+    def _consistent(self) -> "Similar":
+        if len(self.texts) != len(self.pool) or any(i >= len(self.pool) for rows in self.by_label for i in rows):
+            raise ValueError("the candidates do not match")
+        if self.calibrations is not None and len(self.calibrations) != self.sets:
+            raise ValueError("one calibration per set")
+        return self
+
+
 class Extras(DemoSet):
     sets: Optional[list[DemoSet]] = pydantic.Field(None, min_length=1)
+    similar: Optional[Similar] = None
 
 
 class Source(_Info):
@@ -239,7 +263,9 @@ class Predictor:
 
     def _check_demos(self) -> None:
         vocabulary = self.session.model.get_input_embeddings().num_embeddings
-        for one in self.info.extras.sets or [self.info.extras]:
+        similar = self.info.extras.similar
+        pool = [{"demos": ids} for ids in similar.pool] if similar else []
+        for one in [*(self.info.extras.sets or [self.info.extras]), *map(DemoSet.model_validate, pool)]:
             if any(i >= vocabulary for i in one.demos or []):
                 raise ArtifactError(f"{self.path}: the demonstrations in predictor.json are not token ids "
                                     "of the model")
@@ -264,10 +290,25 @@ class Predictor:
             with session.placement.autocast():
                 return torch.softmax(self.classifier(padded, attention).float(), dim=1).cpu().numpy()
         pattern = session.plan.patterns[self.info.pattern]
+        if self.info.extras.similar is not None:
+            near = self.info.extras.similar
+            return set_probabilities(session, pattern, examples, method.max_length, self._similar_sets(near),
+                                     method.eval_batch_size, self.soft, near.calibrations)
         sets = self.info.extras.sets or [self.info.extras]
         calibrations = [one.calibration for one in sets] if all(one.calibration for one in sets) else None
         return set_probabilities(session, pattern, examples, method.max_length, [one.demos for one in sets if one.demos],
                                  method.eval_batch_size, self.soft, calibrations)
+
+    def _similar_sets(self, near: Similar) -> SimilarSets:
+        """The `select similar` sets for new inputs: the candidates embedded again with the run's encoder."""
+        pool = DemoPool(near.pool, near.by_label, near.per_label)
+        columns = self.session.spec.data.text
+        try:
+            vectors = embeddings(near.encoder, near.texts, None)
+        except (OSError, ValueError) as error:
+            raise ArtifactError(f"{self.path}: cannot load the sentence encoder {_shown(near.encoder)} that "
+                                f"`select similar` needs ({type(error).__name__})") from None
+        return SimilarSets(Neighbours(pool, vectors, near.encoder, near.top, columns), near.seed, near.sets)
 
     def predict(self, inputs) -> list[Prediction]:
         """The predicted label (a regression's score too) and the label probabilities for each input."""

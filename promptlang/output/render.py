@@ -56,6 +56,11 @@ def _cost(stage: p.Stage, spec=None) -> str:
             if method_of(spec.method.kind).trains and method_of(spec.method.kind).uses_patterns else ""
         first = stage.data_seed * 1000
         seeds = f"seeds {first}..{first + demos.sets - 1}" if demos.sets > 1 else f"seed {first}"
+        if demos.select.value == "similar":
+            share = demos.top if demos.top is not None else 0.5
+            return (f"{demos.per_label} per label, drawn for each input from the {share:g} of each label's "
+                    f"{stage.train_size} training examples most similar to it ({demos.encoder or 'all-MiniLM-L6-v2'}); "
+                    f"{demos.sets} set{'s' if demos.sets > 1 else ''} per input for evaluation{fresh}")
         return (f"{demos.per_label} per label, drawn from the {stage.train_size} training examples; "
                 f"{demos.sets} set{'s' if demos.sets > 1 else ''} for evaluation ({seeds}){fresh}")
     if stage.kind == "label":

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Union
 
 import numpy as np
 
 from promptlang.compiler import plan as p
 from promptlang.compiler.compile import compile_pattern
-from promptlang.runtime import scoring
+from promptlang.language import spec as m
+from promptlang.runtime import scoring, similar
 from promptlang.runtime.data import Example, Splits
 from promptlang.runtime.pipeline import Encoded
 from promptlang.methods.common import uses_demos
@@ -59,18 +60,77 @@ def demo_pool(session: Session, examples: list[Example]) -> DemoPool:
     return DemoPool(ids, by_label, settings.per_label)
 
 
+@dataclass
+class Neighbours:
+    """`select similar`: the candidates' embeddings, so that each query draws from the candidates most
+    like it (`similar.most_similar`)."""
+
+    pool: DemoPool
+    vectors: np.ndarray  # (P, D), unit length
+    encoder: str  # where the sentence encoder is (`similar.encoder_location`)
+    top: float
+    columns: list[str]
+    cache: object = None  # the embeddings' cache folder
+
+    def allowed(self, examples: list[Example], exclude: list[int | None] | None = None) -> list[list[list[int]]]:
+        """For each example, per label, the candidates it may draw from."""
+        texts = [similar.query_text(e, self.columns) for e in examples]
+        queries = similar.embeddings(self.encoder, texts, self.cache)
+        return similar.most_similar(queries, self.vectors, self.pool.by_label, self.top, exclude)
+
+
+@dataclass
+class SimilarSets:
+    """The `sets` demonstration sets of `select similar`: set i of a query is drawn from the candidates most
+    like it with a seed of (data seed, i, the query's text), the same whatever else is scored with it."""
+
+    near: Neighbours
+    seed: int
+    count: int
+
+    def __len__(self) -> int:
+        return self.count
+
+    def per_set(self, examples: list[Example]) -> list[list[list[int]]]:
+        """For each set, each example's demonstrations (token ids)."""
+        allowed = self.near.allowed(examples)
+        texts = [similar.query_text(e, self.near.columns) for e in examples]
+        return [[self.near.pool.draw(random.Random(f"{self.seed}/{i}/{text}"), allowed=kept)
+                 for text, kept in zip(texts, allowed)] for i in range(self.count)]
+
+
+Sets = Union[list[list[int]], SimilarSets]  # random sets are shared by every query; similar ones are per query
+
+
+def neighbours(session: Session, examples: list[Example]) -> Neighbours | None:
+    """The similarity filter over `examples` as candidates when the spec selects `similar`, else None."""
+    settings = session.spec.demonstrations
+    if settings is None or settings.select is not m.Selection.similar:
+        return None
+    pool = demo_pool(session, examples)
+    encoder = similar.encoder_location(settings.encoder, session.directory)
+    columns = session.spec.data.text
+    vectors = similar.embeddings(encoder, [similar.query_text(e, columns) for e in examples], session.cache)
+    top = settings.top if settings.top is not None else similar.LM_BFF_TOP
+    return Neighbours(pool, vectors, encoder, top, columns, session.cache)
+
+
 def demonstrations(session: Session, splits: Splits, seed: int) -> list[int]:
     """One sampled set of demonstrations: `per_label` training examples per label, each filled in
     through the demonstration template with its label's first word, in a random order."""
     return demo_pool(session, splits.train).draw(random.Random(seed))
 
 
-def demo_sets(session: Session, splits: Splits) -> list[list[int]]:
+def demo_sets(session: Session, splits: Splits) -> Sets:
     """The `sets` demonstration sets that evaluation averages over for a data sample (set i drawn with
-    seed `data seed × 1000 + i`, the plan's `demonstrations` stage); none without demonstrations."""
+    seed `data seed × 1000 + i`, the plan's `demonstrations` stage); none without demonstrations. With
+    `select similar`, sets drawn for each query from the training examples most like it."""
     settings = session.spec.demonstrations
     if settings is None:
         return []
+    near = neighbours(session, splits.train)
+    if near is not None:
+        return SimilarSets(near, splits.seed * 1000, settings.sets)
     pool = demo_pool(session, splits.train)
     return [pool.draw(random.Random(splits.seed * 1000 + index)) for index in range(settings.sets)]
 
@@ -79,13 +139,19 @@ def fresh_demos(session: Session, examples: list[Example], seed: str) -> Callabl
     """A function that draws, for each of some examples (indices), a new demonstration set from the other
     examples; reproducible for a given `seed`, different at each call."""
     pool, rng = demo_pool(session, examples), random.Random(seed)
-    return lambda rows: [pool.draw(rng, exclude=row) for row in rows]
+    near = neighbours(session, examples)
+    if near is None:
+        return lambda rows: [pool.draw(rng, exclude=row) for row in rows]
+    allowed = near.allowed(examples, exclude=list(range(len(examples))))  # each among the others most like it
+    return lambda rows: [pool.draw(rng, exclude=row, allowed=allowed[row]) for row in rows]
 
 
 def encoded_sets(session: Session, pattern: p.Pattern, examples: list[Example], max_length: int,
-                 sets: list[list[int]]) -> list[Encoded]:
-    """The examples encoded once per demonstration set (every example with the same set), or once
-    without demonstrations when there are no sets."""
+                 sets: Sets) -> list[Encoded]:
+    """The examples encoded once per demonstration set (every example with the same set; with `select
+    similar`, each with its own), or once without demonstrations when there are no sets."""
+    if isinstance(sets, SimilarSets):
+        return [session.encode(pattern, examples, max_length, each) for each in sets.per_set(examples)]
     return [session.encode(pattern, examples, max_length, [demos] * len(examples)) for demos in sets] or \
         [session.encode(pattern, examples, max_length)]
 
@@ -103,7 +169,7 @@ def mean_probabilities(session: Session, pattern: p.Pattern, encodings: list[Enc
 
 
 def set_probabilities(session: Session, pattern: p.Pattern, examples: list[Example], max_length: int,
-                      sets: list[list[int]], batch_size: int, soft: scoring.SoftPrompt | None = None,
+                      sets: Sets, batch_size: int, soft: scoring.SoftPrompt | None = None,
                       calibrations: list[list[float]] | None = None) -> np.ndarray:
     """Label probabilities (N, C) of some examples averaged over the demonstration sets (one encoding
     without demonstrations when there are none), each calibrated when `calibrations` are given."""
@@ -112,7 +178,7 @@ def set_probabilities(session: Session, pattern: p.Pattern, examples: list[Examp
 
 
 def set_logits(session: Session, pattern: p.Pattern, examples: list[Example], max_length: int,
-               sets: list[list[int]], batch_size: int, soft: scoring.SoftPrompt | None = None,
+               sets: Sets, batch_size: int, soft: scoring.SoftPrompt | None = None,
                calibrations: list[list[float]] | None = None) -> np.ndarray:
     """Label log-scores (N, C) whose softmax is `set_probabilities` (the plain logits when there are
     neither sets nor calibrations)."""

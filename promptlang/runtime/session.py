@@ -34,6 +34,7 @@ class Session:
     log: Callable[[str], None] = print
     initial: dict = field(default_factory=dict)
     placement: Placement = field(default_factory=Placement)
+    directory: Path = Path(".")  # the spec's folder: what its settings' relative paths start from
 
     def __post_init__(self) -> None:
         if self.model is not None:  # (a session may only encode)

