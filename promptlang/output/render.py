@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from promptlang.compiler import plan as p
+from promptlang.language import spec as m
 from promptlang.methods import method_of
 from promptlang.methods.common import uses_demos
 from promptlang.compiler.costs import continuation_scored, mask_ends_input
@@ -56,7 +57,7 @@ def _cost(stage: p.Stage, spec=None) -> str:
             if method_of(spec.method.kind).trains and method_of(spec.method.kind).uses_patterns else ""
         first = stage.data_seed * 1000
         seeds = f"seeds {first}..{first + demos.sets - 1}" if demos.sets > 1 else f"seed {first}"
-        if demos.select.value == "similar":
+        if demos.select is m.Selection.similar:
             share = demos.top if demos.top is not None else 0.5
             return (f"{demos.per_label} per label, drawn for each input from the {share:g} of each label's "
                     f"{stage.train_size} training examples most similar to it ({demos.encoder or 'all-MiniLM-L6-v2'}); "

@@ -72,11 +72,18 @@ class Neighbours:
     columns: list[str]
     cache: object = None  # the embeddings' cache folder
 
-    def allowed(self, examples: list[Example], exclude: list[int | None] | None = None) -> list[list[list[int]]]:
-        """For each example, per label, the candidates it may draw from."""
-        texts = [similar.query_text(e, self.columns) for e in examples]
+    def texts(self, examples: list[Example]) -> list[str]:
+        return [similar.query_text(e, self.columns) for e in examples]
+
+    def allowed(self, texts: list[str]) -> list[list[list[int]]]:
+        """For each query (its text), per label, the candidates it may draw from."""
         queries = similar.embeddings(self.encoder, texts, self.cache)
-        return similar.most_similar(queries, self.vectors, self.pool.by_label, self.top, exclude)
+        return similar.most_similar(queries, self.vectors, self.pool.by_label, self.top)
+
+    def among_themselves(self) -> list[list[list[int]]]:
+        """For each candidate, per label, the other candidates it may draw from (training: never itself)."""
+        return similar.most_similar(self.vectors, self.vectors, self.pool.by_label, self.top,
+                                    exclude=list(range(len(self.vectors))))
 
 
 @dataclass
@@ -93,8 +100,8 @@ class SimilarSets:
 
     def per_set(self, examples: list[Example]) -> list[list[list[int]]]:
         """For each set, each example's demonstrations (token ids)."""
-        allowed = self.near.allowed(examples)
-        texts = [similar.query_text(e, self.near.columns) for e in examples]
+        texts = self.near.texts(examples)
+        allowed = self.near.allowed(texts)
         return [[self.near.pool.draw(random.Random(f"{self.seed}/{i}/{text}"), allowed=kept)
                  for text, kept in zip(texts, allowed)] for i in range(self.count)]
 
@@ -138,12 +145,12 @@ def demo_sets(session: Session, splits: Splits) -> Sets:
 def fresh_demos(session: Session, examples: list[Example], seed: str) -> Callable[[list[int]], list[list[int]]]:
     """A function that draws, for each of some examples (indices), a new demonstration set from the other
     examples; reproducible for a given `seed`, different at each call."""
-    pool, rng = demo_pool(session, examples), random.Random(seed)
-    near = neighbours(session, examples)
+    rng, near = random.Random(seed), neighbours(session, examples)
     if near is None:
+        pool = demo_pool(session, examples)
         return lambda rows: [pool.draw(rng, exclude=row) for row in rows]
-    allowed = near.allowed(examples, exclude=list(range(len(examples))))  # each among the others most like it
-    return lambda rows: [pool.draw(rng, exclude=row, allowed=allowed[row]) for row in rows]
+    allowed = near.among_themselves()  # each among the others most like it
+    return lambda rows: [near.pool.draw(rng, exclude=row, allowed=allowed[row]) for row in rows]
 
 
 def encoded_sets(session: Session, pattern: p.Pattern, examples: list[Example], max_length: int,
