@@ -14,7 +14,9 @@ from promptlang.compiler.compile import CompileError, compile_plan, runs_on
 from promptlang.language import spec as m
 from promptlang.language.diagnostics import Diagnostics, SpecError
 from promptlang.language.support import not_yet
+from promptlang.methods.search import searches
 from promptlang.output.artifact import Keeper, Results, copy_stages, keep_model, write_artifact
+from promptlang.output.found import with_found, write_found
 from promptlang.output.guard import OutputError, check_target, staging_dir, write_marker
 from promptlang.output.render import runs_on_line
 from promptlang.runtime.data import DataError, read_splits, sample_splits
@@ -213,9 +215,11 @@ def _run(spec_path: Path, spec: m.Spec, analysis, placement: Placement, out, ove
         copy_stages(staging, done, (WEIGHTS, STAGE_EXTRAS))
         if keeper.best is not None:
             keep_model(staging, context, keeper.best, model_source(spec, directory))
+        write_found(staging, context, done, searches(spec.method))
         log(f"done in {time.time() - started:.0f} s")
         write_marker(staging, spec_path)
-        write_artifact(staging, target, prepared.plan, prepared.tokenizer, results, prepared.splits, log_lines)
+        write_artifact(staging, target, with_found(prepared.plan, context, keeper.best), prepared.tokenizer, results,
+                       prepared.splits, log_lines)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return results

@@ -5,6 +5,7 @@ from __future__ import annotations
 from promptlang.compiler import plan as p
 from promptlang.language import spec as m
 from promptlang.methods import Graph, method_of
+from promptlang.methods.search import search_costs
 from promptlang.compiler.sizes import eq_div
 from promptlang.compiler.tokens import piece_ids, special_tokens, word_tokens
 
@@ -170,5 +171,7 @@ def compile_plan(spec: m.Spec, tokenizer, family: str, splits: dict[int, dict[st
         compile_pattern(spec, demo, tokenizer)  # compiled when demonstrations are drawn: its words must fit too
     counts = label_counts or {seed: eq_div(c.get("train", 0), len(spec.labels)) for seed, c in splits.items()}
     graph = Graph(spec, patterns, family, splits, counts)
+    stages = method_of(spec.method.kind).compile(graph)
     return p.Plan(spec=spec, family=family, tokenizer=tokenizer_info(tokenizer), patterns=patterns,
-                  splits=splits, stages=method_of(spec.method.kind).compile(graph), runs_on=where or runs_on(spec))
+                  splits=splits, stages=stages, runs_on=where or runs_on(spec),
+                  search_costs=search_costs(graph, stages))

@@ -84,16 +84,25 @@ class Stage(_Plain):
     needs produced. PET and iPET add `label` (iPET: the examples an ensemble of other models labels
     for one model of the next generation), `ensemble` (the models of one generation combined) and
     `distill` (the final classifier trained on the ensemble's soft labels); a PET `train` stage also
-    scores test and unlabeled data (`scores`).
+    scores test and unlabeled data (`scores`). LM-BFF's searches add `search` (the candidate label-word
+    mappings or templates of one data sample) and `rank` (round 0 scores every candidate zero-shot on
+    dev; each later round fine-tunes one candidate, the slot-th best so far, and scores it on dev); the
+    final stages of a searched spec name the search and the slot of the candidate they train.
     """
 
     id: str
-    kind: Literal["demonstrations", "train", "evaluate", "calibrate", "label", "ensemble", "distill"]
+    kind: Literal["demonstrations", "train", "evaluate", "calibrate", "label", "ensemble", "distill", "search",
+                  "rank"]
     method: str
     pattern: Optional[str] = None
     data_seed: int
     seed: Optional[int] = None
     generation: Optional[int] = Field(None, description="iPET generation")
+    search: Optional[Literal["words", "templates"]] = Field(
+        None, description="an LM-BFF search's stage, or a final stage whose pattern that search found")
+    round: Optional[int] = Field(None, description="rank: 0 for the zero-shot ranking, then each fine-tuning round")
+    slot: Optional[int] = Field(None, description="the candidate: the slot-th best of the ranking so far")
+    steps: Optional[int] = Field(None, description="rank: the optimizer steps a candidate is fine-tuned for")
     train_size: Optional[int] = Field(None, description="examples the stage trains on (labelled, or soft-labelled)")
     needs: list[str] = Field(default_factory=list)
     scores: list[Literal["test", "unlabeled"]] = Field(
@@ -129,6 +138,8 @@ class Plan(_Plain):
     splits: dict[int, dict[str, int]] = Field(description="data seed → examples per split")
     stages: list[Stage]
     runs_on: RunsOn = Field(default_factory=RunsOn)
+    search_costs: dict[str, dict[str, Work]] = Field(
+        default_factory=dict, description="each LM-BFF search's work with its ranking and with the other one")
 
     def total(self) -> Work:
         total = Work()

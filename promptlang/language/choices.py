@@ -107,6 +107,14 @@ class MultiTokenLoss(str, Enum):
     hinge = "hinge"
 
 
+class Ranking(str, Enum):
+    """How an LM-BFF search ranks its candidates: successive `halving` under a budget, or LM-BFF's `full`
+    fine-tuning of every candidate."""
+
+    halving = "halving"
+    full = "full"
+
+
 class Decoding(str, Enum):
     greedy = "greedy"
     parallel = "parallel"

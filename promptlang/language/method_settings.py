@@ -7,7 +7,7 @@ from typing import Annotated, Literal, Optional, Union, get_args
 from pydantic import Field, StrictBool
 
 from promptlang.language.choices import (MAX_BATCH, MAX_EXAMPLES, Decoding, ModelSelection, MultiTokenLoss,
-                                         Optimizer, Reduction, Schedule, Seed, SpecModel)
+                                         Optimizer, Ranking, Reduction, Schedule, Seed, SpecModel)
 
 
 class Loss(SpecModel):
@@ -57,21 +57,35 @@ class IpetSettings(SpecModel):
                                          description="keep only the most confident examples per label")
 
 
-class LabelWordSearch(SpecModel):
+class Search(SpecModel):
+    """How an LM-BFF search ranks its candidates on dev data."""
+
+    keep: int = Field(1, ge=1, le=1000, description="best candidates by dev score that the run then trains")
+    rank: Ranking = Field(Ranking.halving, description="halving: every candidate scored zero-shot on dev, the "
+                          "best `start` fine-tuned briefly and halved each round under `budget`; full: LM-BFF's "
+                          "fine-tuning of every candidate with the method's steps")
+    start: int = Field(8, ge=1, le=10_000, description="candidates that halving fine-tunes (the best zero-shot)")
+    budget: float = Field(4.0, gt=0, le=10_000, description="halving's fine-tuning, in trainings of the "
+                          "method's length (its steps shared out over the rounds)")
+
+
+class LabelWordSearch(Search):
     """LM-BFF automatic label-word search."""
 
     top_k: int = Field(100, ge=1, le=100_000, description="candidate words per label from the zero-shot model")
-    candidates: int = Field(100, ge=1, le=100_000, description="label-word mappings kept after pruning")
-    keep: int = Field(1, ge=1, le=1000, description="best mappings by dev accuracy to train with")
+    candidates: int = Field(100, ge=1, le=100_000, description="label-word mappings kept after ranking on train")
 
 
-class TemplateSearch(SpecModel):
-    """LM-BFF automatic template generation with T5."""
+class TemplateSearch(Search):
+    """LM-BFF automatic template generation: T5 fills spans around the label words (a causal LM searches
+    the text between the input and the word)."""
 
-    generator: str = Field("t5-3b", description="the T5 model that fills spans around the label words")
+    generator: Optional[str] = Field(None, description="the model that generates templates, named as a model is "
+                                     "(a local folder or a hub id); default: the spec's model when it is "
+                                     "causal, else t5-3b")
     beam: int = Field(100, ge=1, le=1000, description="beam width")
+    max_length: int = Field(20, ge=1, le=200, description="tokens generated per template")
     candidates: int = Field(20, ge=1, le=10_000, description="generated templates kept for dev evaluation")
-    keep: int = Field(1, ge=1, le=1000, description="best templates by dev accuracy to train with")
 
 
 class PromptMethod(SpecModel):

@@ -14,11 +14,11 @@ from pydantic import Field, model_validator
 # `spec.Pet`, `spec.Metric` and the rest keep naming the whole spec model in one place.
 from promptlang.language.choices import (  # noqa: F401
     MAX_BATCH, MAX_EXAMPLES, MAX_SEED, Aggregate, BadRows, DataFormat, Decoding, Metric, ModelFamily,
-    ModelSelection, MultiTokenLoss, Optimizer, Precision, Reduction, Schedule, Seed, Selection, Shorten, SpecModel,
+    ModelSelection, MultiTokenLoss, Optimizer, Precision, Ranking, Reduction, Schedule, Seed, Selection, Shorten, SpecModel,
     Transform)
 from promptlang.language.method_settings import (  # noqa: F401
     METHOD_KINDS, Distill, Finetune, IPet, InContext, IpetSettings, LabelWordSearch, Loss, Method, Pet,
-    PromptFinetune, PromptMethod, TemplateSearch, Training, ZeroShot)
+    PromptFinetune, PromptMethod, Search, TemplateSearch, Training, ZeroShot)
 
 # ---------------------------------------------------------------- data and model
 

@@ -23,7 +23,7 @@ class NotYet:
 
 
 # The features, as the docs name them (tests/test_docs.py holds README.md and docs/language.md to it).
-FEATURES = ("LM-BFF's automatic search", "text generation")
+FEATURES = ("text generation",)
 
 
 def is_generation(spec: m.Spec) -> bool:
@@ -34,14 +34,9 @@ def is_generation(spec: m.Spec) -> bool:
 def not_yet(spec: m.Spec) -> list[NotYet]:
     """The features of `spec` that `promptlang run` cannot run yet, in the order the runner meets them."""
     found = []
-    for name in ("label_word_search", "template_search"):
-        if getattr(spec.method, name, None) is not None:
-            found.append(NotYet(FEATURES[0], f"LM-BFF's automatic search (`{name}`) cannot run yet",
-                                ("method", name),
-                                "remove `label_word_search` and `template_search` to train the templates as written"))
     generating = [name for name in spec.patterns if spec.templates[name].generates] if not spec.labels else []
     if generating:
-        found.append(NotYet(FEATURES[1], "text generation (a `target` made of data fields) cannot run yet",
+        found.append(NotYet(FEATURES[0], "text generation (a `target` made of data fields) cannot run yet",
                             ("templates", generating[0], "target"),
                             "classification specs run: declare `labels` and map them to words with a verbalizer"))
     return found

@@ -6,6 +6,7 @@ from __future__ import annotations
 from promptlang.compiler import costs
 from promptlang.compiler import plan as p
 from promptlang.methods.base import Graph
+from promptlang.methods.search import Found, search_stages, searches, settings_of
 
 
 def uses_demos(pattern: p.Pattern | None) -> bool:
@@ -28,28 +29,38 @@ def demonstration_stage(graph: Graph, data_seed: int) -> p.Stage | None:
 
 def scored_stages(graph: Graph, trains: bool, data_seeds: list[int] | None = None) -> list[p.Stage]:
     """For each data sample, pattern (or the head, without patterns) and seed: train (a method that
-    trains; it keeps its weights for evaluation) → calibrate (`calibrate true`) → evaluate on test."""
+    trains; it keeps its weights for evaluation) → calibrate (`calibrate true`) → evaluate on test.
+    With LM-BFF's searches, the search and ranking stages come first and the models trained are the
+    best `keep` candidates found, named after the search (`words1`, `templates1`, ...)."""
     method = graph.spec.method
     out: list[p.Stage] = []
     for data_seed in data_seeds if data_seeds is not None else list(graph.splits):
         selection = demonstration_stage(graph, data_seed)
         out += [selection] if selection else []
-        for name in list(graph.patterns) or [None]:
+        models: list[tuple[str | None, Found | None, int | None]] = [(name, None, None) for name in graph.patterns]
+        if trains and searches(method):
+            stages, found = search_stages(graph, data_seed, next(iter(graph.patterns)), selection)
+            out += stages
+            keep = settings_of(method, found.search).keep
+            models = [(f"{found.search}{k + 1}", found, k) for k in range(keep)]
+        for name, found, slot in models or [(None, None, None)]:
             for seed in method.seeds if trains else [None]:
-                out += _one_model(graph, data_seed, name, seed, selection, trains)
+                out += _one_model(graph, data_seed, name, seed, selection, trains, found, slot)
     return out
 
 
 def _one_model(graph: Graph, data_seed: int, name: str | None, seed: int | None, selection: p.Stage | None,
-               trains: bool) -> list[p.Stage]:
+               trains: bool, found: Found | None = None, slot: int | None = None) -> list[p.Stage]:
     spec, method, family = graph.spec, graph.spec.method, graph.family
     counts = graph.splits[data_seed]
-    pattern = graph.patterns.get(name) if name else None
+    pattern = graph.patterns.get(found.base if found else name) if name else None  # (a found one costs as its base)
     shown = selection is not None and uses_demos(pattern)
     sets = spec.demonstrations.sets if shown else 1  # evaluation averages over the sets
     tag = "/".join(x for x in (f"d{data_seed}", name or "head", f"s{seed}" if seed is not None else None) if x)
     common = dict(method=method.kind, pattern=name, data_seed=data_seed, seed=seed)
-    needs: list[str] = [selection.id] if shown else []
+    if found is not None:
+        common.update(search=found.search, slot=slot)
+    needs = list(dict.fromkeys(([selection.id] if shown else []) + (found.needs if found else [])))
     out: list[p.Stage] = []
     if trains:
         out.append(p.Stage(id=f"train/{tag}", kind="train", needs=list(needs), train_size=counts["train"],

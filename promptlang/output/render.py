@@ -64,6 +64,8 @@ def _cost(stage: p.Stage, spec=None) -> str:
                     f"{demos.sets} set{'s' if demos.sets > 1 else ''} per input for evaluation{fresh}")
         return (f"{demos.per_label} per label, drawn from the {stage.train_size} training examples; "
                 f"{demos.sets} set{'s' if demos.sets > 1 else ''} for evaluation ({seeds}){fresh}")
+    if stage.kind in ("search", "rank"):
+        return _search_cost(stage)
     if stage.kind == "label":
         return f"labels {stage.train_size} unlabeled examples; {_work(stage.work)}"
     if stage.kind in ("train", "distill") and stage.train_size is not None:
@@ -71,6 +73,16 @@ def _cost(stage: p.Stage, spec=None) -> str:
         head = f"on {stage.train_size} {what}" if stage.train_size else "zero-shot (no training examples)"
         return f"{head}; {_work(stage.work)}"
     return _work(stage.work)
+
+
+def _search_cost(stage: p.Stage) -> str:
+    if stage.kind == "search":
+        what = "label-word mappings, ranked on train" if stage.search == "words" else "templates, generated"
+        return f"candidate {what}; {_work(stage.work)}"
+    if stage.round == 0:
+        return f"every candidate scored zero-shot on dev; {_work(stage.work)}"
+    return f"round {stage.round}: candidate {stage.slot + 1} of the ranking so far, {stage.steps} steps; " \
+        f"{_work(stage.work)}"
 
 
 def _needs(needs: list[str]) -> str:
@@ -95,7 +107,21 @@ def describe_plan(prepared) -> str:
         after = f"  (after {_needs(stage.needs)})" if stage.needs else ""
         lines.append(f"  {stage.id:<36} {_cost(stage, plan.spec)}{after}")
     lines.append(f"total: {_work(plan.total())}")
+    lines += _search_lines(plan)
     return "\n".join(lines)
+
+
+SEARCH_NAMES = {"words": "label-word search", "templates": "template search"}
+
+
+def _search_lines(plan: p.Plan) -> list[str]:
+    """Each LM-BFF search's cost as planned, beside what the other ranking would cost."""
+    lines = []
+    for search, costs in plan.search_costs.items():
+        planned, other = list(costs)
+        lines.append(f"{SEARCH_NAMES[search]}: {_work(costs[planned])} (rank {planned}); "
+                     f"rank {other} would take {_work(costs[other])}")
+    return lines
 
 
 def runs_on_line(where: p.RunsOn) -> str:

@@ -76,7 +76,8 @@ class Trained:
 
 
 def train_pattern(session: Session, pattern: p.Pattern, train_examples: list[Example], dev_examples: list[Example],
-                  unlabeled: list[Example], seed: int, sets: list[list[int]] | None = None) -> Trained:
+                  unlabeled: list[Example], seed: int, sets: list[list[int]] | None = None,
+                  settings: m.Training | None = None) -> Trained:
     """Prompt-based fine-tuning of the session's model on one pattern: the task's loss over the label
     scores (cross-entropy; PET's hinge loss for multi-token words; a regression's KL to its pole
     targets) plus PET's weighted auxiliary MLM loss (on `unlabeled`, else on the training inputs).
@@ -85,8 +86,9 @@ def train_pattern(session: Session, pattern: p.Pattern, train_examples: list[Exa
 
     A pattern with a [DEMOS] slot trains LM-BFF's way: each time an example is put in a batch it gets
     demonstrations freshly drawn from the other training examples; the dev score is that of the label
-    probabilities averaged over the demonstration `sets` (see `demo_sets`)."""
-    method = session.spec.method
+    probabilities averaged over the demonstration `sets` (see `demo_sets`). `settings` replace the
+    method's training settings (an LM-BFF search's brief fine-tuning: fewer steps)."""
+    method = settings or session.spec.method
     if method.loss.mlm > 0 and session.family != "masked":
         raise RunError(f"the auxiliary MLM loss needs a masked language model, but this model is {session.family}",
                        ("method", "loss", "mlm"), "set `mlm 0`, or use a masked LM")

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from promptlang.compiler import plan as p
-from promptlang.stages import pet, scored  # noqa: F401 (they register their kinds)
+from promptlang.stages import pet, scored, search  # noqa: F401 (they register their kinds)
 from promptlang.stages.kinds import KINDS, Done, Run
 from promptlang.stages.store import RESULT, key_of
 
@@ -66,6 +66,7 @@ class Executor:
         return [self.run.done[s.id] for s in stages]
 
     def _finish(self, stage: p.Stage, done: Done) -> None:
+        KINDS[stage.kind].check(self.run, done)
         self.run.done[stage.id] = done
         self.record.append(stage.id)
         if self.finished is not None:
@@ -73,13 +74,14 @@ class Executor:
         self.placement.barrier()  # (the first process may have pruned weights the others look for)
 
     def _spread_group(self, stages: list[p.Stage], at: int) -> list[p.Stage]:
-        """The stages from `at` on that the processes can compute one each: a run of `train` stages
-        none of which needs another (with one process, none)."""
+        """The stages from `at` on that the processes can compute one each: a run of `train` stages (or of
+        a search's fine-tuned candidates) none of which needs another (with one process, none)."""
         if self.placement.processes <= 1:
             return []
         group: list[p.Stage] = []
         for stage in stages[at:]:
-            if stage.kind != "train" or any(n in {g.id for g in group} for n in stage.needs):
+            alone = stage.kind == "train" or (stage.kind == "rank" and stage.round)
+            if not alone or any(n in {g.id for g in group} for n in stage.needs):
                 break
             group.append(stage)
         return group

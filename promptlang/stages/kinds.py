@@ -105,6 +105,8 @@ class Kind:
         compute: runs the stage, writing its files into the directory; returns `result.json`'s content.
         files: the files a stage of this kind writes besides `result.json` (its logits files, and
             the trained weights of a stage that saves them); the executor holds every stage to it.
+        check: what must hold of a finished stage, computed or reused, before the run goes on
+            (raises `RunError`).
     """
 
     name: str
@@ -112,6 +114,7 @@ class Kind:
     inputs: Callable[[Run, p.Stage], dict]
     compute: Callable[[Run, p.Stage, Path], dict]
     files: Callable[[p.Stage], list[str]] = lambda stage: written(stage)
+    check: Callable[[Run, Done], None] = lambda run, done: None
 
 
 def written(stage: p.Stage, *more: str) -> list[str]:

@@ -20,6 +20,7 @@ from promptlang.runtime.errors import RunError
 from promptlang.runtime.prompt_training import train_pattern
 from promptlang.runtime.scoring import SoftPrompt
 from promptlang.runtime.session import accuracy, content_free, probabilities
+from promptlang.stages.candidates import pattern_of
 from promptlang.stages.kinds import EXTRAS, WEIGHTS, Done, Kind, Run, register
 from promptlang.stages.logits import write_scored
 
@@ -105,7 +106,7 @@ def _train(run: Run, stage: p.Stage, out: Path) -> dict:
 def _train_pattern(run: Run, stage: p.Stage, examples: list[Example], out: Path) -> dict:
     session, method = run.session, run.spec.method
     splits = run.splits[stage.data_seed]
-    pattern = session.plan.patterns[stage.pattern]
+    pattern = pattern_of(run, stage)
     before = None
     if stage.scores and splits.train:  # an ensemble member's weight: accuracy on the training set before training
         own = demos.own_demos(session, pattern, splits.train, stage.seed)  # never an example itself
@@ -179,7 +180,7 @@ def _calibrate(run: Run, stage: p.Stage, out: Path) -> dict:
     """Contextual calibration: the label probabilities of a content-free input, once per demonstration set."""
     session, method = run.session, run.spec.method
     use_trained(run, stage)
-    pattern = session.plan.patterns[stage.pattern]
+    pattern = pattern_of(run, stage)
     sets = demo_sets(run, stage)
     if isinstance(sets, demos.SimilarSets):  # the content-free input draws its own, as a query does
         empty = Example({name: "N/A" for name in run.spec.data.text})
@@ -209,7 +210,7 @@ def _evaluate(run: Run, stage: p.Stage, out: Path) -> dict:
 def _pattern_scorer(run: Run, stage: p.Stage, soft_weight) -> Callable[[list[Example]], np.ndarray]:
     """The logits of some examples through the stage's pattern (soft prompt, demonstration sets, calibration)."""
     session, method = run.session, run.spec.method
-    pattern = session.plan.patterns[stage.pattern]
+    pattern = pattern_of(run, stage)
     soft = None
     if soft_weight is not None:
         soft = SoftPrompt(session.model, len(soft_weight))

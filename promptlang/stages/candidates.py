@@ -1,0 +1,138 @@
+"""The candidates of LM-BFF's searches: each compiled into a pattern through the language and the
+compiler, their ranking from the rank stages done so far, and the pattern a stage trains or scores."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from promptlang.compiler import plan as p
+from promptlang.compiler.compile import compile_pattern
+from promptlang.language import spec as m
+from promptlang.language.source import Source
+from promptlang.methods.search import settings_of
+from promptlang.runtime.errors import RunError
+from promptlang.stages.kinds import Run
+
+CANDIDATES = "candidates.json"  # a search stage's candidates: words or template text, train score, pattern
+SEARCH_PATH = {"words": ("method", "label_word_search"), "templates": ("method", "template_search")}
+SEARCH_NAME = {"words": "label-word search", "templates": "template search"}
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One candidate of a search: its label words (label → word), its template text (a template
+    search's), its score on the training set (a word mapping's; a template's averaged beam score),
+    and its pattern compiled for the spec's tokenizer."""
+
+    words: dict[str, str]
+    text: str | None
+    score: float
+    pattern: p.Pattern
+
+    def to_json(self) -> dict:
+        return {"words": self.words, "text": self.text, "score": self.score,
+                "pattern": self.pattern.model_dump(mode="json")}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Candidate":
+        return cls(data["words"], data["text"], data["score"], p.Pattern.model_validate(data["pattern"]))
+
+
+def with_words(spec: m.Spec, base: str, words: dict[str, str], tokenizer) -> p.Pattern:
+    """The base template compiled with other label words (one per label), as the compiler compiles any."""
+    template = spec.templates[base]
+    name = template.verbalizer or next(iter(spec.verbalizers), "found")
+    verbalizer = m.Verbalizer(words={label: [words[label]] for label in spec.labels})
+    changed = spec.model_copy(update={"verbalizers": {**spec.verbalizers, name: verbalizer},
+                                      "templates": {**spec.templates,
+                                                    base: template.model_copy(update={"verbalizer": name})}})
+    return compile_pattern(changed, base, tokenizer)
+
+
+def read_templates(texts: list[str]) -> list[m.Template | None]:
+    """Template texts read through the language's own parser, builder and checks (as a library file);
+    None for a text that does not make a template with exactly one mask."""
+    from promptlang.api import analyze
+
+    out: list[m.Template | None] = []
+    for text in texts:
+        source = Source(f"promptlang 1\ntemplate found {string_literal(text)}\n", "<found template>")
+        analysis = analyze(source)
+        library = analysis.spec if analysis.ok else None
+        template = library.templates.get("found") if isinstance(library, m.Library) else None
+        out.append(template if template is not None and len(template.masks) == 1 else None)
+    return out
+
+
+def string_literal(text: str) -> str:
+    """A template's text as a spec's string (its quotes and line breaks escaped; a template's own
+    escapes `\\{` and `\\[` kept)."""
+    return '"' + text.replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def with_template(spec: m.Spec, base: str, template: m.Template, words: dict[str, str] | None,
+                  tokenizer) -> p.Pattern:
+    """A found template compiled in the base template's place (with its verbalizer, or `words`)."""
+    own = spec.templates[base]
+    changed = spec.model_copy(update={"templates": {**spec.templates, base: template.model_copy(
+        update={"verbalizer": own.verbalizer, "prefix": own.prefix})}})
+    return with_words(changed, base, words, tokenizer) if words else compile_pattern(changed, base, tokenizer)
+
+
+# ---------------------------------------------------------------- ranking
+
+
+def candidates_of(run: Run, stage: p.Stage, search: str) -> list[Candidate]:
+    """The candidates of the search that `stage` takes its pattern from (for its data sample)."""
+    done = run.done[f"search/d{stage.data_seed}/{search}"]
+    data = json.loads((done.path / CANDIDATES).read_text(encoding="utf-8"))
+    return [Candidate.from_json(item) for item in data["candidates"]]
+
+
+def ranking(run: Run, stage: p.Stage, search: str) -> list[int]:
+    """The candidates of a search best first, from the rank stages that `stage` needs.
+
+    The zero-shot round orders every candidate by dev score (ties: the search's own order). Each
+    fine-tuning round then puts its candidates first, ordered by their dev score after fine-tuning
+    (ties: their order before), the others keeping theirs: what successive halving keeps is always
+    at the top.
+    """
+    ranks = [run.done[n] for n in stage.needs if run.done[n].stage.kind == "rank" and run.done[n].stage.search == search]
+    zero = next(done for done in ranks if done.stage.round == 0)
+    scores = zero.result["dev"]
+    order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
+    for number in sorted({done.stage.round for done in ranks} - {0}):
+        trained = {done.result["candidate"]: done.result["dev"] for done in ranks
+                   if done.stage.round == number and done.result.get("candidate") is not None}
+        at = {c: i for i, c in enumerate(order)}
+        first = sorted(trained, key=lambda c: (-trained[c], at[c]))
+        order = first + [c for c in order if c not in trained]
+    return order
+
+
+def pattern_of(run: Run, stage: p.Stage) -> p.Pattern:
+    """The pattern a stage trains or scores: the plan's, or the candidate a search found for its slot.
+
+    Raises:
+        RunError: the search found fewer candidates than the run trains (`keep`).
+    """
+    if stage.search is None or stage.kind in ("search", "rank"):
+        return run.session.plan.patterns[stage.pattern]
+    order = ranking(run, stage, stage.search)
+    if stage.slot >= len(order):
+        raise too_few(run, stage, len(order))
+    return candidates_of(run, stage, stage.search)[order[stage.slot]].pattern
+
+
+def too_few(run: Run, stage: p.Stage, count: int) -> RunError:
+    """The error for a search that found fewer candidates than the run trains (`keep`)."""
+    found = f"{count} candidate{'s' if count != 1 else ''}"
+    return RunError(f"the {SEARCH_NAME[stage.search]} found {found} for data seed {stage.data_seed}, "
+                    f"but `keep` asks for {settings_of(run.spec.method, stage.search).keep}",
+                    SEARCH_PATH[stage.search] + ("keep",), f"lower `keep` to {max(1, count)}, or widen the search")
+
+
+def found_candidate(run: Run, stage: p.Stage) -> Candidate:
+    """The candidate a final stage trains (its search's slot-th best)."""
+    return candidates_of(run, stage, stage.search)[ranking(run, stage, stage.search)[stage.slot]]
