@@ -254,3 +254,21 @@ def test_both_searches_templates_around_the_found_words(tmp_path, model_dirs):
     plan = p.Plan.model_validate_json((out / "plan.json").read_text(encoding="utf-8"))
     assert [lw.words for lw in plan.patterns["templates1"].labels] == [[words[0]], [words[1]]]
     assert [r.pattern for r in first.rows] == ["templates1"]
+
+
+def test_demonstrations_show_the_found_words(tmp_path, model_dirs):
+    """LM-BFF's auto label words with demonstrations: each demonstration is filled in with the found word."""
+    demos = dict(templates='template t "[DEMOS]{{ sentence }} It was [MASK]."\n'
+                           'template demo "{{ sentence }} It was [MASK].\\n"',
+                 extra="\ndemonstrations {\n  per_label 1\n  template  demo\n  sets      2\n}\n")
+    spec = write(tmp_path, model_dirs, "causal", _method(WORDS, "1"), **demos)
+    out = tmp_path / "out"
+    run(spec, str(out), quiet=True, stages=tmp_path / "stages")
+    best = [line.split("\t") for line in (out / "search" / "label_words.tsv").read_text(
+        encoding="utf-8").splitlines()[1:]][0][3:5]
+    info = json.loads((out / "predictor.json").read_text(encoding="utf-8"))
+    tokenizer = tinymodels.TOKENIZERS["causal"]()
+    shown = [tokenizer.decode(one["demos"]) for one in info["extras"]["sets"]]
+    assert len(shown) == 2
+    for text in shown:  # one demonstration per label, each with its label's found word
+        assert sorted(x.split(" It was ")[1].split(".")[0] for x in text.strip().split("\n")) == sorted(best)

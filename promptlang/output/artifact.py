@@ -21,6 +21,7 @@ from promptlang.runtime.task import task_of
 from promptlang.stages.kinds import EXTRAS as STAGE_EXTRAS
 from promptlang.stages.kinds import WEIGHTS as STAGE_WEIGHTS
 from promptlang.stages.kinds import Done, Run
+from promptlang.stages.candidates import stage_session
 from promptlang.stages.scored import demo_sets, use_trained
 
 
@@ -167,7 +168,7 @@ def predictor_extras(run: Run, best: Done) -> dict:
     stage = best.stage
     if stage.kind != "evaluate":
         return {}
-    sets = demo_sets(run, stage)
+    sets = demo_sets(run, stage, stage_session(run, stage))  # (a found candidate's: drawn with its words)
     calibrated = run.need(stage, "calibrate")
     calibration = calibrated.result["calibration"] if calibrated else None
     if isinstance(sets, SimilarSets):  # what drawing for a new input needs: the candidates and the encoder

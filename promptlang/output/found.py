@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from promptlang.compiler import plan as p
-from promptlang.stages.candidates import Candidate, candidates_of, ranking, string_literal
+from promptlang.stages.candidates import Candidate, candidates_of, pattern_of, ranking, string_literal
 from promptlang.stages.kinds import Done, Run
 
 TABLES = {"words": "label_words.tsv", "templates": "templates.tsv"}
@@ -86,7 +86,5 @@ def with_found(plan: p.Plan, run: Run, best: Done | None) -> p.Plan:
     its name (`words1`, ...), so that predicting finds it as it finds a written one."""
     if best is None or best.stage.search is None:
         return plan
-    from promptlang.stages.candidates import pattern_of
-
-    pattern = pattern_of(run, best.stage).model_copy(update={"name": best.stage.pattern})
+    pattern = pattern_of(run, best.stage)
     return plan.model_copy(update={"patterns": {**plan.patterns, best.stage.pattern: pattern}})

@@ -4,7 +4,7 @@ compiler, their ranking from the rank stages done so far, and the pattern a stag
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from promptlang.compiler import plan as p
 from promptlang.compiler.compile import compile_pattern
@@ -29,25 +29,38 @@ class Candidate:
     text: str | None
     score: float
     pattern: p.Pattern
+    searched_words: bool = True  # whether the words were found (not the verbalizer's first words)
+
+    def spec(self, spec: m.Spec, base: str) -> m.Spec:
+        """The spec this candidate makes of `spec`: its template in the base's place, its found words."""
+        return found_spec(spec, base, self.words if self.searched_words else None, self.text)
 
     def to_json(self) -> dict:
-        return {"words": self.words, "text": self.text, "score": self.score,
+        return {"words": self.words, "text": self.text, "score": self.score, "searched_words": self.searched_words,
                 "pattern": self.pattern.model_dump(mode="json")}
 
     @classmethod
     def from_json(cls, data: dict) -> "Candidate":
-        return cls(data["words"], data["text"], data["score"], p.Pattern.model_validate(data["pattern"]))
+        return cls(data["words"], data["text"], data["score"], p.Pattern.model_validate(data["pattern"]),
+                   data["searched_words"])
 
 
-def with_words(spec: m.Spec, base: str, words: dict[str, str], tokenizer) -> p.Pattern:
-    """The base template compiled with other label words (one per label), as the compiler compiles any."""
+def spec_with_words(spec: m.Spec, base: str, words: dict[str, str]) -> m.Spec:
+    """The spec with other label words (one per label) in the verbalizer of the base template (every
+    template that shares it, demonstrations' too, gets them)."""
     template = spec.templates[base]
     name = template.verbalizer or next(iter(spec.verbalizers), "found")
     verbalizer = m.Verbalizer(words={label: [words[label]] for label in spec.labels})
-    changed = spec.model_copy(update={"verbalizers": {**spec.verbalizers, name: verbalizer},
-                                      "templates": {**spec.templates,
-                                                    base: template.model_copy(update={"verbalizer": name})}})
-    return compile_pattern(changed, base, tokenizer)
+    return spec.model_copy(update={"verbalizers": {**spec.verbalizers, name: verbalizer},
+                                   "templates": {**spec.templates, base: template.model_copy(
+                                       update={"verbalizer": name})}})
+
+
+def spec_with_template(spec: m.Spec, base: str, template: m.Template) -> m.Spec:
+    """The spec with a found template in the base template's place (its verbalizer and prefix kept)."""
+    own = spec.templates[base]
+    return spec.model_copy(update={"templates": {**spec.templates, base: template.model_copy(
+        update={"verbalizer": own.verbalizer, "prefix": own.prefix})}})
 
 
 def read_templates(texts: list[str]) -> list[m.Template | None]:
@@ -71,13 +84,12 @@ def string_literal(text: str) -> str:
     return '"' + text.replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
-def with_template(spec: m.Spec, base: str, template: m.Template, words: dict[str, str] | None,
-                  tokenizer) -> p.Pattern:
-    """A found template compiled in the base template's place (with its verbalizer, or `words`)."""
-    own = spec.templates[base]
-    changed = spec.model_copy(update={"templates": {**spec.templates, base: template.model_copy(
-        update={"verbalizer": own.verbalizer, "prefix": own.prefix})}})
-    return with_words(changed, base, words, tokenizer) if words else compile_pattern(changed, base, tokenizer)
+def found_spec(spec: m.Spec, base: str, words: dict[str, str] | None, text: str | None) -> m.Spec:
+    """The spec as a candidate makes it: its template in the base's place, its words in its verbalizer."""
+    if text is not None:
+        (template,) = read_templates([text])
+        spec = spec_with_template(spec, base, template)
+    return spec_with_words(spec, base, words) if words else spec
 
 
 # ---------------------------------------------------------------- ranking
@@ -111,18 +123,38 @@ def ranking(run: Run, stage: p.Stage, search: str) -> list[int]:
     return order
 
 
-def pattern_of(run: Run, stage: p.Stage) -> p.Pattern:
-    """The pattern a stage trains or scores: the plan's, or the candidate a search found for its slot.
+def stage_session(run: Run, stage: p.Stage):
+    """The session a stage runs in: the run's; PET's distillation model's; or, for a stage that trains or
+    scores a found candidate, one whose spec and plan hold that candidate (its words in the verbalizer, its
+    template in the base's place), so that demonstrations show the found words too.
 
     Raises:
         RunError: the search found fewer candidates than the run trains (`keep`).
     """
     if stage.search is None or stage.kind in ("search", "rank"):
-        return run.session.plan.patterns[stage.pattern]
+        return run.session_for(stage)
     order = ranking(run, stage, stage.search)
     if stage.slot >= len(order):
         raise too_few(run, stage, len(order))
-    return candidates_of(run, stage, stage.search)[order[stage.slot]].pattern
+    base = next(n for n in run.session.plan.patterns)
+    return candidate_session(run, candidates_of(run, stage, stage.search)[order[stage.slot]], base, stage.pattern)
+
+
+def candidate_session(run: Run, candidate: Candidate, base: str, name: str):
+    """The run's session with a candidate's spec, and its pattern under `name` in the plan (the model and
+    its pretrained weights shared: they are kept now, when nothing can have trained the model yet)."""
+    session = run.session
+    if not session.initial:  # (no stage has reset the model, so none has trained it)
+        session.reset(0)
+    plan = session.plan.model_copy(update={"spec": candidate.spec(session.spec, base),
+                                           "patterns": {**session.plan.patterns,
+                                                        name: candidate.pattern.model_copy(update={"name": name})}})
+    return replace(session, plan=plan)
+
+
+def pattern_of(run: Run, stage: p.Stage) -> p.Pattern:
+    """The pattern a stage trains or scores: the plan's, or the candidate a search found for its slot."""
+    return stage_session(run, stage).plan.patterns[stage.pattern]
 
 
 def too_few(run: Run, stage: p.Stage, count: int) -> RunError:

@@ -20,7 +20,7 @@ from promptlang.runtime.errors import RunError
 from promptlang.runtime.prompt_training import train_pattern
 from promptlang.runtime.scoring import SoftPrompt
 from promptlang.runtime.session import accuracy, content_free, probabilities
-from promptlang.stages.candidates import pattern_of
+from promptlang.stages.candidates import stage_session
 from promptlang.stages.kinds import EXTRAS, WEIGHTS, Done, Kind, Run, register
 from promptlang.stages.logits import write_scored
 
@@ -51,11 +51,14 @@ def _demonstrations(run: Run, stage: p.Stage, out: Path) -> dict:
     return {"sets": len(sets), "pool": stage.train_size}
 
 
-def demo_sets(run: Run, stage: p.Stage) -> demos.Sets:
-    """The demonstration sets of the `demonstrations` stage a stage needs (none without one)."""
+def demo_sets(run: Run, stage: p.Stage, session=None) -> demos.Sets:
+    """The demonstration sets of the `demonstrations` stage a stage needs (none without one); for a found
+    candidate's session, the same draws made with its words (and template)."""
     done = run.need(stage, "demonstrations")
     if done is None:
         return []
+    if session is not None and session is not run.session:
+        return demos.demo_sets(session, run.splits[stage.data_seed])
     written = json.loads((done.path / SETS).read_text(encoding="utf-8"))
     if "similar" in written:
         return demos.demo_sets(run.session, run.splits[stage.data_seed])
@@ -87,7 +90,7 @@ def selection_dev(settings: m.Training, splits: Splits) -> list[Example]:
 def _train(run: Run, stage: p.Stage, out: Path) -> dict:
     """Train one model (a pattern, or a classification head without one) from the pretrained weights;
     write the label logits of the splits the stage scores, and keep what it trained when it saves weights."""
-    session = run.session
+    session = stage_session(run, stage)
     session.reset(stage.seed)
     run.loaded = None
     examples = _examples_for(run, stage)
@@ -104,15 +107,15 @@ def _train(run: Run, stage: p.Stage, out: Path) -> dict:
 
 
 def _train_pattern(run: Run, stage: p.Stage, examples: list[Example], out: Path) -> dict:
-    session, method = run.session, run.spec.method
+    session, method = stage_session(run, stage), run.spec.method
     splits = run.splits[stage.data_seed]
-    pattern = pattern_of(run, stage)
+    pattern = session.plan.patterns[stage.pattern]
     before = None
     if stage.scores and splits.train:  # an ensemble member's weight: accuracy on the training set before training
         own = demos.own_demos(session, pattern, splits.train, stage.seed)  # never an example itself
         encoded = session.encode(pattern, splits.train, method.max_length, own)
         before = accuracy(probabilities(session, pattern, encoded, method.eval_batch_size), encoded.labels)
-    sets = demo_sets(run, stage)
+    sets = demo_sets(run, stage, session)
     trained = train_pattern(session, pattern, examples, selection_dev(method, splits), splits.unlabeled,
                             stage.seed, sets)
     for split in stage.scores:  # (PET's soft labels for a large unlabeled set: a chunk at a time)
@@ -178,10 +181,10 @@ def use_trained(run: Run, stage: p.Stage) -> Done | None:
 
 def _calibrate(run: Run, stage: p.Stage, out: Path) -> dict:
     """Contextual calibration: the label probabilities of a content-free input, once per demonstration set."""
-    session, method = run.session, run.spec.method
+    session, method = stage_session(run, stage), run.spec.method
     use_trained(run, stage)
-    pattern = pattern_of(run, stage)
-    sets = demo_sets(run, stage)
+    pattern = session.plan.patterns[stage.pattern]
+    sets = demo_sets(run, stage, session)
     if isinstance(sets, demos.SimilarSets):  # the content-free input draws its own, as a query does
         empty = Example({name: "N/A" for name in run.spec.data.text})
         each = sets.per_set([empty])
@@ -209,14 +212,14 @@ def _evaluate(run: Run, stage: p.Stage, out: Path) -> dict:
 
 def _pattern_scorer(run: Run, stage: p.Stage, soft_weight) -> Callable[[list[Example]], np.ndarray]:
     """The logits of some examples through the stage's pattern (soft prompt, demonstration sets, calibration)."""
-    session, method = run.session, run.spec.method
-    pattern = pattern_of(run, stage)
+    session, method = stage_session(run, stage), run.spec.method
+    pattern = session.plan.patterns[stage.pattern]
     soft = None
     if soft_weight is not None:
         soft = SoftPrompt(session.model, len(soft_weight))
         soft.weight.data.copy_(soft_weight)
     calibrated = run.need(stage, "calibrate")
-    sets = demo_sets(run, stage)
+    sets = demo_sets(run, stage, session)
     calibration = calibrated.result["calibration"] if calibrated else None
     return lambda examples: demos.set_logits(session, pattern, examples, method.max_length, sets,
                                              method.eval_batch_size, soft, calibration)

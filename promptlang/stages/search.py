@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from promptlang.compiler import plan as p
-from promptlang.compiler.compile import _mask_context, _segments
+from promptlang.compiler.compile import _mask_context, _segments, compile_pattern
 from promptlang.language import spec as m
 from promptlang.methods.search import settings_of
 from promptlang.runtime import demos, word_search
@@ -18,7 +18,8 @@ from promptlang.runtime.data import Example
 from promptlang.runtime.errors import RunError
 from promptlang.runtime.prompt_training import train_pattern
 from promptlang.stages.candidates import (CANDIDATES, SEARCH_NAME, SEARCH_PATH, Candidate, candidates_of, found_candidate,
-                                          ranking, read_templates, too_few, with_template, with_words)
+                                          candidate_session, ranking, read_templates, spec_with_template,
+                                          spec_with_words, too_few)
 from promptlang.stages.kinds import Kind, Run, register
 from promptlang.stages.scored import demo_sets, selection_dev
 
@@ -78,7 +79,8 @@ def _search_words(run: Run, stage: p.Stage) -> list[Candidate]:
     out = []
     for mapping in mappings:
         words = {label: names[w] for label, w in zip(spec.labels, mapping.words)}
-        out.append(Candidate(words, None, mapping.score, with_words(spec, stage.pattern, words, session.tokenizer)))
+        changed = spec_with_words(spec, stage.pattern, words)
+        out.append(Candidate(words, None, mapping.score, compile_pattern(changed, stage.pattern, session.tokenizer)))
     return out
 
 
@@ -105,9 +107,10 @@ def _search_templates(run: Run, stage: p.Stage) -> list[Candidate]:
     out = []
     for candidate, text, template in zip(generated, texts, read_templates(texts)):
         if template is not None and len(out) < settings.candidates:
-            pattern = with_template(spec, stage.pattern, template, words if _after_words(stage) else None,
-                                    session.tokenizer)
-            out.append(Candidate(words, text, candidate.score, pattern))
+            changed = spec_with_template(spec, stage.pattern, template)
+            changed = spec_with_words(changed, stage.pattern, words) if _after_words(stage) else changed
+            out.append(Candidate(words, text, candidate.score, compile_pattern(changed, stage.pattern, session.tokenizer),
+                                 _after_words(stage)))
     return out
 
 
@@ -172,9 +175,17 @@ def _zero_shot(run: Run, stage: p.Stage) -> dict:
         log_probs = word_search.vocabulary_log_probs(session, base, session.encode(base, dev, method.max_length),
                                                      method.eval_batch_size)
         return {"dev": [_words_score(run, log_probs, dev, c) for c in candidates]}
-    sets = demo_sets(run, stage)
-    return {"dev": [session.task.selection(demos.set_probabilities(session, c.pattern, dev, method.max_length, sets,
-                                                                   method.eval_batch_size), dev) for c in candidates]}
+    return {"dev": [_dev_score(run, stage, candidate_session(run, c, stage.pattern, stage.pattern), dev)
+                    for c in candidates]}
+
+
+def _dev_score(run: Run, stage: p.Stage, session, dev: list[Example], soft=None) -> float:
+    """The task's dev score of the session's pattern (with the stage's demonstration sets, as its session draws them)."""
+    method = run.spec.method
+    sets = demo_sets(run, stage, session)
+    probs = demos.set_probabilities(session, session.plan.patterns[stage.pattern], dev, method.max_length, sets,
+                                    method.eval_batch_size, soft)
+    return session.task.selection(probs, dev)
 
 
 def _words_score(run: Run, log_probs: np.ndarray, examples: list[Example], candidate: Candidate) -> float:
@@ -191,20 +202,17 @@ def _fine_tuned(run: Run, stage: p.Stage) -> dict:
     order = ranking(run, stage, stage.search)
     if stage.slot >= len(order):  # the search found fewer candidates than the round has slots
         return {"candidate": None, "dev": None}
-    session, method = run.session, run.spec.method
-    splits = run.splits[stage.data_seed]
+    method, splits = run.spec.method, run.splits[stage.data_seed]
     candidate = candidates_of(run, stage, stage.search)[order[stage.slot]]
     run.log(f"    round {stage.round}, candidate {stage.slot + 1} of {_round_size(run, stage)}: {_shown(candidate)}")
+    session = candidate_session(run, candidate, stage.pattern, stage.pattern)
     session.reset(stage.seed)
     run.loaded = None
     settings = method.model_copy(update={"steps": stage.steps, "epochs": None})
-    sets = demo_sets(run, stage)
-    trained = train_pattern(session, candidate.pattern, splits.train, selection_dev(settings, splits),
-                            splits.unlabeled, stage.seed, sets, settings=settings)
-    dev = trained.dev
-    if dev is None:  # `select_model last`: the dev score of the last state
-        dev = session.task.selection(demos.set_probabilities(session, candidate.pattern, splits.dev, method.max_length,
-                                                             sets, method.eval_batch_size, trained.soft), splits.dev)
+    trained = train_pattern(session, session.plan.patterns[stage.pattern], splits.train,
+                            selection_dev(settings, splits), splits.unlabeled, stage.seed,
+                            demo_sets(run, stage, session), settings=settings)
+    dev = trained.dev if trained.dev is not None else _dev_score(run, stage, session, splits.dev, trained.soft)
     return {"candidate": order[stage.slot], "dev": dev}
 
 
