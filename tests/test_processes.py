@@ -126,3 +126,14 @@ def test_pet_shares_its_pattern_models_out_whole_and_matches_one_process(tmp_pat
             one = (tmp_path / "one" / "stages" / stage / f"{split}.logits.tsv").read_text(encoding="utf-8")
             two = (tmp_path / "two" / "stages" / stage / f"{split}.logits.tsv").read_text(encoding="utf-8")
             assert one == two, (stage, split)
+
+
+def test_a_searchs_candidates_are_shared_out_whole_and_rank_as_on_one_process(tmp_path, model_dirs):
+    """LM-BFF's halving rounds train one candidate per process at once; every dev score, so the ranking and
+    the found words, is what one process computes."""
+    method = ("prompt_finetune {\n  steps 4\n  batch_size 2\n  eval_batch_size 3\n  seeds 1\n"
+              "  label_word_search {\n    top_k 3\n    candidates 4\n    start 4\n  }\n}")
+    _, log = compare(tmp_path, model_dirs, "masked", method, tolerance=TRAINING_TOLERANCE)
+    assert "rank/d13/words/r1/c1: in process 1" in log and "rank/d13/words/r2/c1: in process 1" in log
+    one, two = ((tmp_path / name / "search" / "label_words.tsv").read_text(encoding="utf-8") for name in ("one", "two"))
+    assert one == two

@@ -64,6 +64,7 @@ def search_stages(graph: Graph, data_seed: int, base: str, selection: p.Stage | 
     (`selection`: the data sample's demonstration stage)."""
     method, counts = graph.spec.method, graph.splits[data_seed]
     pattern = graph.patterns[base]
+    sets = graph.spec.demonstrations.sets if selection is not None else 1  # dev is scored once per set
     final_steps = costs.steps(method, counts["train"])
     out: list[p.Stage] = []
     found: Found | None = None
@@ -75,13 +76,14 @@ def search_stages(graph: Graph, data_seed: int, base: str, selection: p.Stage | 
         out.append(p.Stage(id=stage_id, kind="search", needs=needs[1:], train_size=counts["train"],
                            work=_search_work(graph, search, settings, pattern, counts["train"]), **common))
         zero = f"rank/d{data_seed}/{search}/zero-shot"
-        out.append(p.Stage(id=zero, kind="rank", needs=list(needs), round=0,
-                           work=_zero_shot_work(graph, search, settings, pattern, counts["dev"]), **common))
+        shown = [selection.id] if selection is not None and search == "templates" else []  # (words: without)
+        out.append(p.Stage(id=zero, kind="rank", needs=list(needs) + shown, round=0,
+                           work=_zero_shot_work(graph, search, settings, pattern, counts["dev"], sets), **common))
         ranked = [*needs, zero] + ([selection.id] if selection is not None else [])
         for number, (count, steps) in enumerate(rounds(settings, final_steps), 1):
             this_round = [f"rank/d{data_seed}/{search}/r{number}/c{slot}" for slot in range(count)]
             trained = method.model_copy(update={"steps": steps, "epochs": None})
-            work = costs.training_work(trained, counts["train"], pattern, graph.family, counts["dev"])
+            work = costs.training_work(trained, counts["train"], pattern, graph.family, counts["dev"] * sets)
             out += [p.Stage(id=stage, kind="rank", needs=list(ranked), round=number, slot=slot, steps=steps,
                             seed=method.seeds[0], train_size=counts["train"], work=work, **common)
                     for slot, stage in enumerate(this_round)]
@@ -98,12 +100,12 @@ def _search_work(graph: Graph, search: str, settings, pattern: p.Pattern, n: int
     return p.Work(forward_passes=settings.max_length * -(-settings.beam * n // batch), examples_read=n)
 
 
-def _zero_shot_work(graph: Graph, search: str, settings, pattern: p.Pattern, n: int) -> p.Work:
+def _zero_shot_work(graph: Graph, search: str, settings, pattern: p.Pattern, n: int, sets: int) -> p.Work:
     batch = graph.spec.method.eval_batch_size
-    if search == "words":  # one pass over dev scores every mapping
+    if search == "words":  # one pass over dev scores every mapping (without demonstrations)
         return p.Work(forward_passes=-(-n // batch), examples_read=n)
-    return p.Work(forward_passes=settings.candidates * costs.passes(pattern, graph.family, n, batch),
-                  examples_read=settings.candidates * n)
+    return p.Work(forward_passes=settings.candidates * costs.passes(pattern, graph.family, n, batch) * sets,
+                  examples_read=settings.candidates * n * sets)
 
 
 def cost_of(graph_stages: list[p.Stage], search: str) -> p.Work:
