@@ -272,3 +272,23 @@ def test_demonstrations_show_the_found_words(tmp_path, model_dirs):
     assert len(shown) == 2
     for text in shown:  # one demonstration per label, each with its label's found word
         assert sorted(x.split(" It was ")[1].split(".")[0] for x in text.strip().split("\n")) == sorted(best)
+
+
+def test_an_ensemble_of_the_best_found_templates(tmp_path, model_dirs):
+    """`keep 2` + `ensemble true`: both found templates are trained and evaluated, and PET's ensemble stage
+    averages their label logits (LM-BFF's ensemble of its top templates)."""
+    import numpy as np
+
+    search = TEMPLATES.format(more="    keep 2\n    ensemble true\n")
+    spec = write(tmp_path, model_dirs, "causal", _method(search, "1"))
+    out = tmp_path / "out"
+    first = run(spec, str(out), quiet=True, stages=tmp_path / "stages")
+    assert first.executed[-5:] == ["train/d13/templates1/s1", "evaluate/d13/templates1/s1", "train/d13/templates2/s1",
+                                   "evaluate/d13/templates2/s1", "ensemble/d13"]
+    assert [r.group for r in first.rows] == ["templates1", "templates2", "ensemble"]
+    rows = [line.split("\t") for line in (out / "predictions.tsv").read_text(encoding="utf-8").splitlines()[1:]]
+    probs = {stage: np.array([[float(x) for x in r[4:6]] for r in rows if r[0] == stage])
+             for stage in ("evaluate/d13/templates1/s1", "evaluate/d13/templates2/s1", "ensemble/d13")}
+    mean = (np.log(probs["evaluate/d13/templates1/s1"]) + np.log(probs["evaluate/d13/templates2/s1"])) / 2
+    expected = np.exp(mean) / np.exp(mean).sum(axis=1, keepdims=True)
+    assert np.allclose(probs["ensemble/d13"], expected, atol=1e-5)

@@ -322,6 +322,9 @@ def method_settings(ctx: Context) -> None:
             ctx.error(f"`keep {search.keep}` asks for more candidates than the search ranks (`candidates "
                       f"{search.candidates}`)", ctx.at("method", name, "keep"),
                       f"lower `keep`, or raise `candidates` to at least {search.keep}")
+        if search.ensemble and search.keep == 1:
+            ctx.warning("`ensemble true` averages the `keep` best candidates' models, but `keep` is 1",
+                        ctx.at("method", name, "ensemble"), "raise `keep` (LM-BFF ensembles its top templates)")
     if searches and len(ctx.spec.patterns) > 1:
         ctx.error(f"LM-BFF search starts from one template, but the method uses {len(ctx.spec.patterns)}",
                   ctx.key("method", searches[0]), f"choose one: `patterns {ctx.spec.patterns[0]}`")

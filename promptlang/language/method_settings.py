@@ -67,6 +67,8 @@ class Search(SpecModel):
     start: int = Field(8, ge=1, le=10_000, description="candidates that halving fine-tunes (the best zero-shot)")
     budget: float = Field(4.0, gt=0, le=10_000, description="halving's fine-tuning, in trainings of the "
                           "method's length (its steps shared out over the rounds)")
+    ensemble: StrictBool = Field(False, description="also ensemble the `keep` best candidates' models, their "
+                                 "label logits averaged (LM-BFF's ensemble of the top templates)")
 
 
 class LabelWordSearch(Search):

@@ -38,15 +38,26 @@ def scored_stages(graph: Graph, trains: bool, data_seeds: list[int] | None = Non
         selection = demonstration_stage(graph, data_seed)
         out += [selection] if selection else []
         models: list[tuple[str | None, Found | None, int | None]] = [(name, None, None) for name in graph.patterns]
+        found = None
         if trains and searches(method):
             stages, found = search_stages(graph, data_seed, next(iter(graph.patterns)), selection)
             out += stages
             keep = settings_of(method, found.search).keep
             models = [(f"{found.search}{k + 1}", found, k) for k in range(keep)]
-        for name, found, slot in models or [(None, None, None)]:
+        first = len(out)
+        for name, source, slot in models or [(None, None, None)]:
             for seed in method.seeds if trains else [None]:
-                out += _one_model(graph, data_seed, name, seed, selection, trains, found, slot)
+                out += _one_model(graph, data_seed, name, seed, selection, trains, source, slot)
+        if found is not None and settings_of(method, found.search).ensemble:
+            out.append(_ensemble(graph, data_seed, [s.id for s in out[first:] if s.kind == "evaluate"]))
     return out
+
+
+def _ensemble(graph: Graph, data_seed: int, members: list[str]) -> p.Stage:
+    """LM-BFF's ensemble of the best found candidates' models (PET's ensemble stage: their label logits
+    on test averaged)."""
+    return p.Stage(id=f"ensemble/d{data_seed}", kind="ensemble", method=graph.spec.method.kind, data_seed=data_seed,
+                   needs=members, scores=["test"], work=p.Work(examples_read=graph.splits[data_seed]["test"]))
 
 
 def _one_model(graph: Graph, data_seed: int, name: str | None, seed: int | None, selection: p.Stage | None,

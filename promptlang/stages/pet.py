@@ -64,13 +64,18 @@ def _label(run: Run, stage: p.Stage, out: Path) -> dict:
     return {"examples": len(chosen), "per_label": per_label, "wanted": dict(zip(spec.labels, sizes))}
 
 
+def _reduction(run: Run) -> m.Reduction:
+    """How an ensemble combines its models: PET's setting; the mean for LM-BFF's found candidates."""
+    return getattr(run.spec.method, "ensemble", m.Reduction.mean)
+
+
 def _ensemble_inputs(run: Run, stage: p.Stage) -> dict:
-    return {"ensemble": run.spec.method.ensemble.value, "labels": run.spec.labels}
+    return {"ensemble": _reduction(run).value, "labels": run.spec.labels}
 
 
 def _ensemble(run: Run, stage: p.Stage, out: Path) -> dict:
     members = [run.done[n] for n in stage.needs]
-    weighted = run.spec.method.ensemble is m.Reduction.weighted
+    weighted = _reduction(run) is m.Reduction.weighted
     weights = [x.weight for x in members] if weighted else [1.0] * len(members)
     splits = run.splits[stage.data_seed]
     for split in stage.scores:
