@@ -292,3 +292,37 @@ def test_an_ensemble_of_the_best_found_templates(tmp_path, model_dirs):
     mean = (np.log(probs["evaluate/d13/templates1/s1"]) + np.log(probs["evaluate/d13/templates2/s1"])) / 2
     expected = np.exp(mean) / np.exp(mean).sum(axis=1, keepdims=True)
     assert np.allclose(probs["ensemble/d13"], expected, atol=1e-5)
+
+
+def test_a_search_killed_mid_round_resumes_there_with_the_same_outcome(tmp_path, model_dirs):
+    """SIGKILL while a halving round's second candidate trains: the resumed run reuses the search, the
+    zero-shot ranking and the first candidate, and ends with the tables and predictions of an
+    uninterrupted run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    search = "  label_word_search {\n    top_k 3\n    candidates 4\n    start 4\n    budget 20\n  }\n"
+    spec = write(tmp_path, model_dirs, "causal", _method(search, "1"))
+    whole, store = tmp_path / "whole", tmp_path / "store"
+    run(spec, str(whole), quiet=True, stages=tmp_path / "other-store")
+    env = {**os.environ, "PROMPTLANG_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "promptlang", "run", str(spec), "--out", str(tmp_path / "out"),
+               "--stages", str(store)]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not list((store / "rank" / "d13" / "words" / "r1" / "c1").glob("*.partial-*")) and time.time() < deadline:
+        assert process.poll() is None, "the run ended before its second candidate started training"
+        time.sleep(0.005)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (tmp_path / "out").exists()
+    run(spec, str(tmp_path / "out"), quiet=True, stages=store)
+    log = (tmp_path / "out" / "log.txt").read_text(encoding="utf-8")
+    for stage in ("search/d13/words", "rank/d13/words/zero-shot", "rank/d13/words/r1/c0"):
+        assert f"{stage}: finished earlier, reused" in log
+    assert "[4/10] rank/d13/words/r1/c1 ..." in log
+    for name in ("search/label_words.tsv", "found.prompt", "predictions.tsv", "predictor.json", "plan.json"):
+        assert (tmp_path / "out" / name).read_bytes() == (whole / name).read_bytes(), name
