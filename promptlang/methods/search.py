@@ -133,8 +133,12 @@ def _cost_with(graph: Graph, search: str, rank: m.Ranking) -> p.Work:
     spec = graph.spec.model_copy(update={"method": graph.spec.method.model_copy(
         update={SETTINGS[search]: settings})})
     other = Graph(spec, graph.patterns, graph.family, graph.splits, graph.label_counts)
+    base = next(iter(graph.patterns))
+    shown = graph.spec.demonstrations is not None and any(x.kind == "demos" for x in graph.patterns[base].pieces)
     total = p.Work()
     for data_seed in graph.splits:
-        stages, _ = search_stages(other, data_seed, next(iter(graph.patterns)))  # (demonstrations cost nothing)
+        selection = p.Stage(id=f"demonstrations/d{data_seed}", kind="demonstrations", method=graph.spec.method.kind,
+                            data_seed=data_seed) if shown else None
+        stages, _ = search_stages(other, data_seed, base, selection)
         total = total + cost_of(stages, search)
     return total
