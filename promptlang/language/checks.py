@@ -312,22 +312,6 @@ def method_settings(ctx: Context) -> None:
     if loss and loss.ce == 0 and loss.mlm == 0:
         ctx.error("both loss weights are 0: nothing would be learned", ctx.key("method", "loss"),
                   "give the cross-entropy a weight: `loss ce 1`")
-    searches = [k for k in ("label_word_search", "template_search") if getattr(method, k, None)]
-    if searches and not (data.dev or data.dev_shots):
-        ctx.error("LM-BFF search ranks candidates by dev accuracy, but there is no dev data",
-                  ctx.key("method", searches[0]), "add `dev_shots 16` (or a `dev` file) to `data`")
-    for name in searches:
-        search = getattr(method, name)
-        if search.keep > search.candidates:
-            ctx.error(f"`keep {search.keep}` asks for more candidates than the search ranks (`candidates "
-                      f"{search.candidates}`)", ctx.at("method", name, "keep"),
-                      f"lower `keep`, or raise `candidates` to at least {search.keep}")
-        if search.ensemble and search.keep == 1:
-            ctx.warning("`ensemble true` averages the `keep` best candidates' models, but `keep` is 1",
-                        ctx.at("method", name, "ensemble"), "raise `keep` (LM-BFF ensembles its top templates)")
-    if searches and len(ctx.spec.patterns) > 1:
-        ctx.error(f"LM-BFF search starts from one template, but the method uses {len(ctx.spec.patterns)}",
-                  ctx.key("method", searches[0]), f"choose one: `patterns {ctx.spec.patterns[0]}`")
     if data.dev_shots and not data.shots:
         ctx.error("`dev_shots` samples from what `shots` leaves; set `shots` too", ctx.key("data", "dev_shots"))
     for path, seeds in (("data", data.seeds), ("method", getattr(method, "seeds", []))):

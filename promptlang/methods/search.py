@@ -5,11 +5,15 @@ candidate); the run then trains the best `keep` candidates."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from promptlang.compiler import costs
 from promptlang.compiler import plan as p
 from promptlang.language import spec as m
 from promptlang.methods.base import Graph
+
+if TYPE_CHECKING:
+    from promptlang.language.check_context import Context
 
 SEARCHES = ("words", "templates")  # in the order they run: templates are generated around the found words
 SETTINGS = {"words": "label_word_search", "templates": "template_search"}
@@ -23,6 +27,31 @@ def settings_of(method, search: str) -> m.Search | None:
 def searches(method) -> list[str]:
     """The searches a method's settings ask for, in the order they run."""
     return [search for search in SEARCHES if settings_of(method, search) is not None]
+
+
+def check(ctx: "Context") -> None:
+    """A searched spec's own checks: dev data to rank on, one template to start from, `keep` within the
+    candidates, an ensemble of more than one, one or two text fields around a generated template."""
+    method, data = ctx.spec.method, ctx.spec.data
+    names = [SETTINGS[search] for search in searches(method)]
+    if names and not (data.dev or data.dev_shots):
+        ctx.error("LM-BFF search ranks candidates by dev accuracy, but there is no dev data",
+                  ctx.key("method", names[0]), "add `dev_shots 16` (or a `dev` file) to `data`")
+    for name in names:
+        search = getattr(method, name)
+        if search.keep > search.candidates:
+            ctx.error(f"`keep {search.keep}` asks for more candidates than the search ranks (`candidates "
+                      f"{search.candidates}`)", ctx.at("method", name, "keep"),
+                      f"lower `keep`, or raise `candidates` to at least {search.keep}")
+        if search.ensemble and search.keep == 1:
+            ctx.warning("`ensemble true` averages the `keep` best candidates' models, but `keep` is 1",
+                        ctx.at("method", name, "ensemble"), "raise `keep` (LM-BFF ensembles its top templates)")
+    if "template_search" in names and len(data.text) > 2:
+        ctx.error(f"the template search fills templates around one or two text fields, but `text` names "
+                  f"{len(data.text)}", ctx.key("method", "template_search"), "name one or two columns in `data { text }`")
+    if names and len(ctx.spec.patterns) > 1:
+        ctx.error(f"LM-BFF search starts from one template, but the method uses {len(ctx.spec.patterns)}",
+                  ctx.key("method", names[0]), f"choose one: `patterns {ctx.spec.patterns[0]}`")
 
 
 def rounds(settings: m.Search, final_steps: int) -> list[tuple[int, int]]:

@@ -71,7 +71,11 @@ def _search_words(run: Run, stage: p.Stage) -> list[Candidate]:
     template = spec.templates[stage.pattern]
     segments = template.target if template.target and not template.masks else _segments(template)
     checker = word_search.word_checker(session.tokenizer, _mask_context(list(segments)))
-    lists = word_search.label_candidates(log_probs, labels, len(spec.labels), settings.top_k, checker)
+    try:
+        lists = word_search.label_candidates(log_probs, labels, len(spec.labels), settings.top_k, checker)
+    except ValueError as error:  # a label without training examples
+        raise RunError(f"the label-word search cannot rank words: {error}", ("data", "train"),
+                       "give every label training examples (`shots`)") from None
     scores, owners, ids = word_search.candidate_columns(log_probs, lists)
     names = [w for words in lists for _, w in words]
     targets = [e.score for e in train] if _regression(run) else labels
