@@ -226,6 +226,12 @@ def test_templates_are_generated_read_as_templates_and_trained(family, generator
     library = analyze(out / "found.prompt")
     assert library.ok
     best = library.spec.templates["found_d13"]
+    other = spec.read_text(encoding="utf-8").replace("promptlang 1\n", 'promptlang 1\nimport "out/found.prompt"\n', 1)
+    other = other.replace("method prompt_finetune {", "method prompt_finetune {\n  patterns found_d13")
+    (tmp_path / "other.prompt").write_text(other.split("  template_search {")[0] + "}\n", encoding="utf-8")
+    imported = analyze(tmp_path / "other.prompt")  # another spec trains the found template as its own
+    assert imported.ok, imported.diagnostics
+    assert imported.spec.templates["found_d13"] == best and imported.spec.patterns == ["found_d13"]
     plan = p.Plan.model_validate_json((out / "plan.json").read_text(encoding="utf-8"))
     found = plan.patterns["templates1"]
     assert [piece.kind for piece in found.pieces] == [segment.kind for segment in best.text]
