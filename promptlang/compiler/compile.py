@@ -32,7 +32,7 @@ def tokenizer_info(tokenizer) -> p.Tokenizer:
     )
 
 
-def _segments(template: m.Template) -> list:
+def input_segments(template: m.Template) -> list:
     """The input's segments: a T5 prefix (as text) and the template text."""
     segments = list(template.text)
     if template.prefix:
@@ -72,7 +72,7 @@ def compile_pieces(segments: list, tokenizer, mask_count: int) -> list[p.Piece]:
     return pieces
 
 
-def _mask_context(segments: list) -> str:
+def mask_context(segments: list) -> str:
     """The text just before the first mask (for tokenizing label words in place)."""
     for i, segment in enumerate(segments):
         if segment.kind == "mask":
@@ -91,9 +91,9 @@ def compile_pattern(spec: m.Spec, name: str, tokenizer) -> p.Pattern:
     """One template (with its verbalizer) compiled against a tokenizer."""
     template = spec.templates[name]
     verbalizer = _verbalizer(spec, template)
-    segments = _segments(template)
+    segments = input_segments(template)
     in_target = template.target is not None and not any(s.kind == "mask" for s in segments)
-    context = _mask_context(template.target if in_target else segments)
+    context = mask_context(template.target if in_target else segments)
     labels = compile_label_words(verbalizer, spec.labels, tokenizer, context) if verbalizer else []
     longest = max((len(ids) for lw in labels for ids in lw.ids), default=1)
     slot = next((s for s in (template.target if in_target else segments) if s.kind == "mask"), None)

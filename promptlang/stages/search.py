@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from promptlang.compiler import plan as p
-from promptlang.compiler.compile import _mask_context, _segments, compile_pattern
+from promptlang.compiler.compile import compile_pattern, input_segments, mask_context
 from promptlang.language import spec as m
 from promptlang.methods.search import settings_of
 from promptlang.runtime import demos, word_search
@@ -29,8 +29,7 @@ def poles(examples: list[Example], labels: list[str], regression: bool) -> list[
     poles, low first (LM-BFF's label search for STS-B)."""
     if not regression:
         return [labels.index(e.label) for e in examples]
-    median = float(np.median([e.score for e in examples]))
-    return [int(e.score > median) for e in examples]
+    return word_search.regression_poles([e.score for e in examples])
 
 
 def _regression(run: Run) -> bool:
@@ -69,8 +68,8 @@ def _search_words(run: Run, stage: p.Stage) -> list[Candidate]:
                                                  method.eval_batch_size)
     labels = poles(train, spec.labels, _regression(run))
     template = spec.templates[stage.pattern]
-    segments = template.target if template.target and not template.masks else _segments(template)
-    checker = word_search.word_checker(session.tokenizer, _mask_context(list(segments)))
+    segments = template.target if template.target and not template.masks else input_segments(template)
+    checker = word_search.word_checker(session.tokenizer, mask_context(list(segments)))
     try:
         lists = word_search.label_candidates(log_probs, labels, len(spec.labels), settings.top_k, checker)
     except ValueError as error:  # a label without training examples
