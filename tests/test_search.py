@@ -332,3 +332,15 @@ def test_a_search_killed_mid_round_resumes_there_with_the_same_outcome(tmp_path,
     assert "[4/10] rank/d13/words/r1/c1 ..." in log
     for name in ("search/label_words.tsv", "found.prompt", "predictions.tsv", "predictor.json", "plan.json"):
         assert (tmp_path / "out" / name).read_bytes() == (whole / name).read_bytes(), name
+
+
+@pytest.mark.parametrize("base, expected", [
+    ('"[DEMOS]{{ sentence }} Sentiment: [MASK]"', "[DEMOS]{{ sentence }} in [MASK]"),  # causal: before the input
+    ('"{{ sentence }} It was [MASK]. [DEMOS]"', "{{ sentence }} in [MASK] [DEMOS]"),  # LM-BFF: after it
+    ('"{{ sentence }} It was [MASK]."', "{{ sentence }} in [MASK]"),
+])
+def test_found_templates_keep_the_demonstrations_where_the_spec_has_them(base, expected):
+    from promptlang.stages.search import with_demos
+
+    template = tinymodels.spec_of(tinymodels.spec_text(template=base)).templates["t"]
+    assert with_demos(template, "{{ sentence }} in [MASK]") == expected

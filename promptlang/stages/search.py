@@ -105,8 +105,7 @@ def _search_templates(run: Run, stage: p.Stage) -> list[Candidate]:
     generated = generate(generator, tokenizer, fields, each, list(spec.data.text), settings.beam, settings.max_length,
                          session.device)
     run.loaded = None  # (the spec's model, when it generated, is unchanged; a generator of its own is let go)
-    demo_slot = " [DEMOS]" if spec.templates[stage.pattern].has("demos") else ""
-    texts = [c.text + demo_slot for c in generated]
+    texts = [with_demos(spec.templates[stage.pattern], c.text) for c in generated]
     out = []
     for candidate, text, template in zip(generated, texts, read_templates(texts)):
         if template is not None and len(out) < settings.candidates:
@@ -115,6 +114,15 @@ def _search_templates(run: Run, stage: p.Stage) -> list[Candidate]:
             out.append(Candidate(words, text, candidate.score, compile_pattern(changed, stage.pattern, session.tokenizer),
                                  _after_words(stage)))
     return out
+
+
+def with_demos(base: m.Template, text: str) -> str:
+    """A generated template's text with the base template's [DEMOS] slot, where the base has it: first
+    (as a causal LM reads demonstrations before the input, the label word last), else last (LM-BFF's
+    masked LMs: the input, then the demonstrations)."""
+    if not base.has("demos"):
+        return text
+    return "[DEMOS]" + text if base.text[0].kind == "demos" else text + " [DEMOS]"
 
 
 def _after_words(stage: p.Stage) -> bool:
