@@ -243,5 +243,5 @@ def _shown(candidate: Candidate) -> str:
     return f"{candidate.text!r} ({words})" if candidate.text else words
 
 
-register(Kind("search", 1, _search_inputs, _search, lambda stage: [CANDIDATES], _enough))
+register(Kind("search", 2, _search_inputs, _search, lambda stage: [CANDIDATES], _enough))
 register(Kind("rank", 1, _rank_inputs, _rank))
