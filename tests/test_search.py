@@ -156,7 +156,6 @@ def test_a_label_word_search_runs_end_to_end_and_resumes(tmp_path, model_dirs):
     assert all(row.reused for row in again.rows) and [r.metrics for r in again.rows] == [r.metrics for r in first.rows]
     # another training seed: the search and its ranking (on the first seed) are reused
     spec.write_text(spec.read_text(encoding="utf-8").replace("seeds 1, 2", "seeds 1, 3"), encoding="utf-8")
-    log = []
     run(spec, str(out), quiet=True, stages=tmp_path / "stages")
     log = (out / "log.txt").read_text(encoding="utf-8")
     reused = [line.split("] ")[1].split(":")[0] for line in log.splitlines() if "finished earlier, reused" in line]

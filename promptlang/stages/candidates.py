@@ -7,7 +7,6 @@ import json
 from dataclasses import dataclass, replace
 
 from promptlang.compiler import plan as p
-from promptlang.compiler.compile import compile_pattern
 from promptlang.language import spec as m
 from promptlang.language.source import Source
 from promptlang.methods.search import settings_of
@@ -133,11 +132,8 @@ def stage_session(run: Run, stage: p.Stage):
     """
     if stage.search is None or stage.kind in ("search", "rank"):
         return run.session_for(stage)
-    order = ranking(run, stage, stage.search)
-    if stage.slot >= len(order):
-        raise too_few(run, stage, len(order))
     base = next(n for n in run.session.plan.patterns)
-    return candidate_session(run, candidates_of(run, stage, stage.search)[order[stage.slot]], base, stage.pattern)
+    return candidate_session(run, found_candidate(run, stage), base, stage.pattern)
 
 
 def candidate_session(run: Run, candidate: Candidate, base: str, name: str):
@@ -166,5 +162,12 @@ def too_few(run: Run, stage: p.Stage, count: int) -> RunError:
 
 
 def found_candidate(run: Run, stage: p.Stage) -> Candidate:
-    """The candidate a final stage trains (its search's slot-th best)."""
-    return candidates_of(run, stage, stage.search)[ranking(run, stage, stage.search)[stage.slot]]
+    """The candidate a final stage trains (its search's slot-th best).
+
+    Raises:
+        RunError: the search found fewer candidates than the run trains (`keep`).
+    """
+    order = ranking(run, stage, stage.search)
+    if stage.slot >= len(order):
+        raise too_few(run, stage, len(order))
+    return candidates_of(run, stage, stage.search)[order[stage.slot]]
