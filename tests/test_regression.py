@@ -15,7 +15,7 @@ from scipy import stats
 from promptlang import analyze
 from promptlang.language import spec as m
 from promptlang.language.fmt import format_source
-from promptlang.language.support import is_generation, not_yet
+from promptlang.language.support import not_yet
 from promptlang.runtime.data import DataError, pole_threshold, read_split, read_splits, sample_splits
 from promptlang.runtime.regression import pole_targets, predict_scores, regression_metrics
 
@@ -168,7 +168,6 @@ def test_the_spec_holds_the_task(tmp_path):
 def test_task_kind_of_the_shipped_specs(name, kind):
     spec = analyze(ROOT / "specs" / f"{name}.prompt").spec
     assert spec.task_kind == kind
-    assert is_generation(spec) == (kind == "generation")
 
 
 def test_a_clean_regression_spec_gets_no_diagnostic_and_unlabeled_data_needs_no_score(tmp_path):

@@ -60,3 +60,10 @@ def training_work(method, n: int, pattern: p.Pattern | None, family: str, dev: i
     return p.Work(models_trained=1, optimizer_steps=total,
                   forward_passes=total * accum + lm + epochs * passes(pattern, family, dev, method.eval_batch_size),
                   examples_read=total * method.batch_size * accum + epochs * dev)
+
+
+def written_passes(spec: m.Spec, n: int, batch: int) -> int:
+    """Forward passes to write texts for `n` examples, at most: every batch runs the model once per new
+    token (`generate { max_new_tokens }`; its beams are sequences of the same pass)."""
+    settings = spec.generate or m.Generate()
+    return math.ceil(n / batch) * settings.max_new_tokens if n else 0

@@ -108,6 +108,8 @@ class Stage(_Plain):
     scores: list[Literal["test", "unlabeled"]] = Field(
         default_factory=list, description="the splits whose label logits the stage writes")
     saves_weights: bool = Field(False, description="whether the stage keeps the weights it trained (to predict with)")
+    writes_text: bool = Field(False, description="evaluate: the model writes its output text (text generation), "
+                                                 "kept as `test.generated.tsv` instead of label logits")
     work: Work = Field(default_factory=Work)
 
 

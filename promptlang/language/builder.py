@@ -23,7 +23,7 @@ from promptlang.language.source import Source, Span
 from promptlang.language.suggest import suggest
 from promptlang.language.validation import coerce, report
 
-SINGLE_BLOCKS = ("data", "model", "demonstrations", "method", "evaluate", "task")
+SINGLE_BLOCKS = ("data", "model", "demonstrations", "generate", "method", "evaluate", "task")
 TOP_LEVEL = ("labels", "template", "verbalizer", "import", *SINGLE_BLOCKS)
 FILTERS = [t.value for t in m.Transform] + ["shorten"]
 

@@ -16,6 +16,7 @@ from promptlang.methods import method_of
 from promptlang.language.datafiles import data_format
 from promptlang.language.diagnostics import Diagnostics
 from promptlang.language.file_checks import files_exist, output_inside_spec_folder, rows_readable
+from promptlang.language.generation_checks import generation_settings
 from promptlang.language.source import Span
 from promptlang.language.support import not_yet
 from promptlang.language.task_checks import regression_settings
@@ -223,9 +224,9 @@ def template_text_lint(ctx: Context) -> None:
                 if segment.kind == "text":
                     _lint_text(ctx, segment.text, ctx.at("templates", name, part, i))
                     _lint_braces(ctx, segment.text, ctx.at("templates", name, part, i), columns)
-        if template.target and ctx.spec.model.family in (m.ModelFamily.masked, m.ModelFamily.causal):
-            ctx.warning(f"template `{name}` has a `target`, which only seq2seq models use",
-                        ctx.key("templates", name, "target"), "remove it, or set `family seq2seq`")
+        if template.target and ctx.spec.model.family is m.ModelFamily.masked and not template.generates:
+            ctx.warning(f"template `{name}` has a `target`, which a masked LM does not use",
+                        ctx.key("templates", name, "target"), "remove it, or use a seq2seq or causal model")
         if any(s.kind == "soft" for s in template.text) and not method_of(ctx.method.kind).trains:
             ctx.warning(f"template `{name}` has soft prompt tokens, which stay untrained with `{ctx.method.kind}`",
                         ctx.at("templates", name, "text"), "train them with `prompt_finetune`, or remove [SOFT]")
@@ -327,15 +328,8 @@ def _labels_example(ctx: Context) -> str:
 
 
 def _labels_and_metrics(ctx: Context) -> None:
-    metrics = ctx.spec.evaluate.metrics or []
     if not ctx.spec.labels and not ctx.generation:
         ctx.error("the spec declares no labels", ctx.at(), f"declare them: {_labels_example(ctx)}")
-    classification = {m.Metric.accuracy, m.Metric.macro_f1, m.Metric.mcc}
-    if ctx.generation:
-        for i, metric in enumerate(metrics):
-            if metric in classification:
-                ctx.error(f"`{metric.value}` needs labels; this spec generates text",
-                          ctx.at("evaluate", "metrics", i), "use `bleu`, `rouge` or `exact_match`")
     declared = set(ctx.spec.labels)
     for label in ctx.spec.data.label_values:
         if label not in declared:
@@ -355,6 +349,7 @@ CHECKS = [
     demonstrations_defined,
     method_settings,
     regression_settings,
+    generation_settings,
     files_exist,
     rows_readable,
     not_yet_runnable,

@@ -137,3 +137,4 @@ class Metric(str, Enum):
     bleu = "bleu"
     rouge = "rouge"
     exact_match = "exact_match"
+    f1 = "f1"

@@ -43,6 +43,12 @@ class Data(SpecModel):
     unlabeled_size: Optional[int] = Field(None, ge=1, le=MAX_EXAMPLES, description="how many unlabelled examples to use")
     test_size: Optional[int] = Field(None, ge=1, le=MAX_EXAMPLES,
                                      description="evaluate on this many test examples (a seeded sample)")
+    train_size: Optional[int] = Field(None, ge=1, le=MAX_EXAMPLES,
+                                      description="train on this many training examples, drawn with each data seed "
+                                                  "(a spec without labels; with labels, `shots` draws per label)")
+    dev_size: Optional[int] = Field(None, ge=1, le=MAX_EXAMPLES,
+                                    description="select models on this many dev examples, drawn with each data seed "
+                                                "from the dev file (or, without one, from the rest of train)")
     seeds: list[Seed] = Field([13], min_length=1, description="sampling seeds; one few-shot split per seed")
     bad_rows: BadRows = Field(BadRows.error, description="a data line that does not parse: `error`, or "
                                                          "`skip` it (counted in metrics.json)")
@@ -118,7 +124,9 @@ class Template(SpecModel):
 
     text: list[Segment] = Field(description="the template: text, {{ fields }}, [MASK], [DEMOS], [SOFT], [SEP]")
     prefix: Optional[str] = Field(None, description="a T5-style task prefix, never shortened")
-    target: Optional[list[Segment]] = Field(None, description="seq2seq output; [MASK] stands for the label word")
+    target: Optional[list[Segment]] = Field(None, description="the output text: for a seq2seq model the decoder's, "
+                                            "for a causal one what continues the input; [MASK] stands for the label "
+                                            "word, {{ fields }} make it a text to generate")
     verbalizer: Optional[str] = Field(None, description="the verbalizer this template uses")
 
     @property
@@ -186,6 +194,17 @@ TASK_KINDS = ("regression",)
 TaskKind = Literal["classification", "regression", "generation"]
 
 
+class Generate(SpecModel):
+    """How a model writes its output text (T5's text-to-text way): the decoding of evaluation and `predict`."""
+
+    max_new_tokens: int = Field(64, ge=1, le=4096, description="the most tokens written per example")
+    beams: int = Field(1, ge=1, le=64, description="beam search's width; 1 is greedy decoding")
+    length_penalty: float = Field(1.0, ge=-10, le=10, description="beam search: a beam's log-probability is "
+                                  "divided by its length to this power (T5: 0.6 for translation and summaries)")
+    stop: list[str] = Field(default_factory=list, description="strings that end a written text (it is cut "
+                            "before the first), e.g. `stop \"\\n\"` for a causal model")
+
+
 class Evaluation(SpecModel):
     metrics: Optional[list[Metric]] = Field(
         None, min_length=1, description="metrics on test; default: accuracy and macro-F1, pearson and spearman "
@@ -208,6 +227,8 @@ class Spec(SpecModel):
     templates: dict[str, Template] = Field(default_factory=dict)
     verbalizers: dict[str, Verbalizer] = Field(default_factory=dict)
     demonstrations: Optional[Demonstrations] = None
+    generate: Optional[Generate] = Field(None, description="decoding settings: the model writes its output text "
+                                         "(a label's word, a score, or a text to generate)")
     method: Method
     evaluate: Evaluation = Field(default_factory=Evaluation)
 

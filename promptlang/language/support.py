@@ -23,20 +23,14 @@ class NotYet:
 
 
 # The features, as the docs name them (tests/test_docs.py holds README.md and docs/language.md to it).
-FEATURES = ("text generation",)
-
-
-def is_generation(spec: m.Spec) -> bool:
-    """A text-to-text task with no labels: the templates' targets hold data fields, not [MASK]."""
-    return spec.task_kind == "generation"
+FEATURES = ("labels written as text",)
 
 
 def not_yet(spec: m.Spec) -> list[NotYet]:
     """The features of `spec` that `promptlang run` cannot run yet, in the order the runner meets them."""
     found = []
-    generating = [name for name in spec.patterns if spec.templates[name].generates] if not spec.labels else []
-    if generating:
-        found.append(NotYet(FEATURES[0], "text generation (a `target` made of data fields) cannot run yet",
-                            ("templates", generating[0], "target"),
-                            "classification specs run: declare `labels` and map them to words with a verbalizer"))
+    if spec.generate is not None and spec.labels:
+        found.append(NotYet(FEATURES[0], "writing the label's word or the score as text (a `generate` block) "
+                                         "cannot run yet", ("generate",),
+                            "remove the `generate` block: the label words are then scored at the mask"))
     return found

@@ -36,6 +36,8 @@ class Method:
         aggregate: how a label's several words combine unless the verbalizer says.
         multi_token_loss: the label loss for multi-token words unless `loss` says.
         tasks: the tasks it can learn (`Spec.task_kind`; generation is checked on its own).
+        writes: whether its models may write their output text (T5's way: text generation, or a
+            `generate` block).
         learns_without_labels: whether it may train from unlabeled data alone (zero-shot PET); its own
             checks then say what it needs.
         compile: the stage graph of a spec.
@@ -51,4 +53,5 @@ class Method:
     multi_token_loss: m.MultiTokenLoss = m.MultiTokenLoss.ce
     learns_without_labels: bool = False
     tasks: tuple[str, ...] = ("classification", "regression")
+    writes: bool = False
     checks: tuple[Callable[["Context"], None], ...] = ()

@@ -85,8 +85,9 @@ def _one_model(graph: Graph, data_seed: int, name: str | None, seed: int | None,
                            **common))
         needs.append(f"calibrate/{tag}")
     batch = method.eval_batch_size
-    out.append(p.Stage(id=f"evaluate/{tag}", kind="evaluate", needs=needs, scores=["test"],
-                       work=p.Work(forward_passes=costs.passes(pattern, family, counts["test"], batch) * sets,
-                                   examples_read=counts["test"] * sets),
-                       **common))
+    writes = spec.task_kind == "generation"
+    passes = costs.written_passes(spec, counts["test"], batch) if writes else \
+        costs.passes(pattern, family, counts["test"], batch) * sets
+    out.append(p.Stage(id=f"evaluate/{tag}", kind="evaluate", needs=needs, scores=["test"], writes_text=writes,
+                       work=p.Work(forward_passes=passes, examples_read=counts["test"] * sets), **common))
     return out

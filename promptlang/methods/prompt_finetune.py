@@ -13,4 +13,5 @@ def compile(graph: Graph) -> list:
     return scored_stages(graph, trains=True)
 
 
-METHOD = Method(kind="prompt_finetune", settings=m.PromptFinetune, trains=True, compile=compile, checks=(check,))
+METHOD = Method(kind="prompt_finetune", settings=m.PromptFinetune, trains=True, compile=compile, checks=(check,),
+                writes=True)

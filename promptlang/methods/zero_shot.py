@@ -12,4 +12,4 @@ def compile(graph: Graph) -> list:
     return scored_stages(graph, trains=False, data_seeds=list(graph.splits)[:1])
 
 
-METHOD = Method(kind="zero_shot", settings=m.ZeroShot, trains=False, compile=compile)
+METHOD = Method(kind="zero_shot", settings=m.ZeroShot, trains=False, compile=compile, writes=True)

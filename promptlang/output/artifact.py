@@ -45,7 +45,7 @@ class Row:
 @dataclass
 class Results:
     rows: list[Row] = field(default_factory=list)
-    outcomes: list[tuple] = field(default_factory=list)  # (stage, test examples, probabilities (N, C))
+    outcomes: list[tuple] = field(default_factory=list)  # (stage, test examples, probabilities (N, C) or texts)
     executed: list[str] = field(default_factory=list)  # the stages the executor went through, in order
     runs_on: dict = field(default_factory=dict)  # the device, its name, the precision, the processes
 
@@ -68,11 +68,11 @@ class Results:
         if "test" not in stage.scores:
             return
         test = run.splits[stage.data_seed].test
-        probs = softmax(item.logits("test"))
-        scores = run.session.task.metrics(run.spec.evaluate.metrics, test, probs)
+        outputs = item.texts("test") if stage.writes_text else softmax(item.logits("test"))
+        scores = run.session.task.metrics(run.spec.evaluate.metrics, test, outputs)
         self.rows.append(Row(stage.id, stage.data_seed, stage.pattern, stage.seed, scores, item.result.get("dev"),
                              item.result.get("seconds", 0.0), group_of(item), item.reused))
-        self.outcomes.append((stage, test, probs))
+        self.outcomes.append((stage, test, outputs))
         if test:
             log(f"  {stage.id}: " + "  ".join(f"{k} {v:.4f}" for k, v in scores.items()))
 
@@ -190,10 +190,13 @@ def write_artifact(staging: Path, target: Path, plan, tokenizer, results: Result
     (staging / "verbalizer.json").write_text(json.dumps(_verbalizers(plan, tokenizer), indent=2,
                                                         ensure_ascii=False), encoding="utf-8")
     skipped = next(iter(splits.values())).skipped if splits else {}  # `bad_rows skip`: lines skipped per file
+    task = task_of(plan.spec)
+    signatures = task.signatures() if task.kind == "generation" else {}  # sacrebleu's, for BLEU
     (staging / "metrics.json").write_text(json.dumps(
         {"runs": [r.__dict__ for r in results.rows], "summary": results.summary(), "runs_on": results.runs_on,
-         **({"skipped_rows": skipped} if skipped else {})}, indent=2), encoding="utf-8")
-    _write_predictions(staging / "predictions.tsv", plan.spec, task_of(plan.spec), results.outcomes)
+         **({"skipped_rows": skipped} if skipped else {}), **({"signatures": signatures} if signatures else {})},
+        indent=2), encoding="utf-8")
+    _write_predictions(staging / "predictions.tsv", plan.spec, task, results.outcomes)
     (staging / "log.txt").write_text("\n".join(log_lines) + "\n", encoding="utf-8")
     swap(staging, target)
 
@@ -212,9 +215,24 @@ def _verbalizers(plan, tokenizer) -> dict:
 
 def _write_predictions(path: Path, spec: m.Spec, task, outcomes: list[tuple]) -> None:
     """predictions.tsv: for each scored stage and test example, the gold and predicted label (a
-    regression's scores) and the label probabilities."""
+    regression's scores) and the label probabilities; for text generation, the gold and written texts."""
+    if task.kind == "generation":
+        _write_texts(path, task, outcomes)
+        return
     with open(path, "w", encoding="utf-8") as out:
         out.write("\t".join(["stage", "index", "gold", "predicted", *[f"p_{x}" for x in spec.labels]]) + "\n")
         for stage, examples, probabilities in outcomes:
             for i, ((gold, predicted), probs) in enumerate(zip(task.shown(examples, probabilities), probabilities)):
                 out.write("\t".join([stage.id, str(i), gold, predicted, *[f"{x:.6f}" for x in probs]]) + "\n")
+
+
+def _write_texts(path: Path, task, outcomes: list[tuple]) -> None:
+    """predictions.tsv of text generation: `stage  index  gold  predicted`, CSV-quoted where a text holds a
+    tab, a line break or a quote."""
+    import csv
+
+    with open(path, "w", encoding="utf-8", newline="") as out:
+        writer = csv.writer(out, delimiter="\t", lineterminator="\n")
+        writer.writerow(["stage", "index", "gold", "predicted"])
+        for stage, examples, written in outcomes:
+            writer.writerows([stage.id, i, gold, text] for i, (gold, text) in enumerate(task.shown(examples, written)))

@@ -25,6 +25,7 @@ from promptlang.runtime.demos import DemoPool, Neighbours, SimilarSets, set_prob
 from promptlang.runtime.models import family_of
 from promptlang.runtime.placement import Placement, check_precision, resolve_device
 from promptlang.runtime.similar import embeddings
+from promptlang.runtime import text_training
 
 EXTRAS = "extras.safetensors"
 Positive = Annotated[float, pydantic.Field(gt=0, allow_inf_nan=False)]
@@ -86,7 +87,7 @@ class Info(_Info):
     method: str = pydantic.Field(pattern=r"^[a-z_]{1,32}$", description="what trained it (a method's kind, or distilled)")
     family: Literal["masked", "causal", "seq2seq"]
     pattern: Optional[str] = pydantic.Field(None, description="the pattern it scores; none: a classification head")
-    labels: list[str] = pydantic.Field(min_length=1)
+    labels: list[str] = pydantic.Field(default_factory=list, description="none: it writes text")
     extras: Extras = Extras()
     max_length: Optional[int] = pydantic.Field(None, gt=0)
     source: Optional[Source] = None
@@ -95,9 +96,10 @@ class Info(_Info):
 @dataclass(frozen=True)
 class Prediction:
     """One input's prediction: the most probable label (a regression's pole), the label probabilities,
-    and what the task predicts, as text (the label, or a regression's score)."""
+    and what the task predicts, as text (the label, a regression's score, or the text a generating model
+    wrote: it has no label, None, and no probabilities)."""
 
-    label: str
+    label: str | None
     probabilities: dict[str, float]
     predicted: str
 
@@ -279,11 +281,22 @@ class Predictor:
         return [Example(dict(item)) if isinstance(item, dict) else Example({columns[0]: str(item)})
                 for item in inputs]
 
+    @property
+    def writes(self) -> bool:
+        """Whether the model writes text (text generation) rather than scoring labels."""
+        return self.session.task.kind == "generation"
+
     @torch.no_grad()
     def probabilities(self, inputs) -> np.ndarray:
-        """Label probabilities (N, C) for texts (the first text column) or dicts of columns."""
+        """Label probabilities (N, C) for texts (the first text column) or dicts of columns.
+
+        Raises:
+            ValueError: the model writes text (it has no labels): use `predict`.
+        """
         session, examples = self.session, self._examples(inputs)
         method = session.spec.method
+        if self.writes:
+            raise ValueError("this model writes text and has no label probabilities; `predict` returns the text")
         if self.classifier is not None:
             ids = classifier_inputs(session, examples, self.info.max_length or method.max_length)
             padded, attention = pad(ids, session.plan.tokenizer.pad_id, session.device)
@@ -311,7 +324,13 @@ class Predictor:
         return SimilarSets(Neighbours(pool, vectors, near.encoder, near.top, columns), near.seed, near.sets)
 
     def predict(self, inputs) -> list[Prediction]:
-        """The predicted label (a regression's score too) and the label probabilities for each input."""
+        """The predicted label (a regression's score too) and the label probabilities for each input; for a
+        model that writes text, the text it writes (with the run's `generate` decoding)."""
+        if self.writes:
+            session = self.session
+            texts = text_training.write(session, session.plan.patterns[self.info.pattern], self._examples(inputs),
+                                        session.spec.method.eval_batch_size)
+            return [Prediction(None, {}, text) for text in texts]
         probs = self.probabilities(inputs)
         shown = self.session.task.predicted(probs)
         return [Prediction(self.labels[int(row.argmax())], dict(zip(self.labels, map(float, row))), text)
@@ -335,7 +354,7 @@ def predictions_tsv(columns: list[str], labels: list[str], rows: list[dict], pre
     lines = ["\t".join(["index", *columns, "predicted", *[f"p_{x}" for x in labels]])]
     for i, (row, prediction) in enumerate(zip(rows, predictions)):
         texts = [tsv_field(str(row.get(c) or "")) for c in columns]
-        lines.append("\t".join([str(i), *texts, prediction.predicted,
+        lines.append("\t".join([str(i), *texts, tsv_field(prediction.predicted),
                                 *[f"{v:.6f}" for v in prediction.probabilities.values()]]))
     return "\n".join(lines) + "\n"
 

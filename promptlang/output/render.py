@@ -100,6 +100,8 @@ def describe_plan(prepared) -> str:
     lines.append(runs_on_line(plan.runs_on))
     for name, pattern in plan.patterns.items():
         lines.append(f"pattern {name}: " + " ".join(_piece(x) for x in pattern.pieces))
+        if pattern.target and not pattern.labels:
+            lines.append("  writes: " + " ".join(_piece(x) for x in pattern.target))
         lines += [f"  {line}" for line in label_words(pattern, tokenizer)]
         lines += [f"  {line}" for line in _scoring_note(pattern, plan.family)]
     lines.append("stages:")
@@ -135,7 +137,13 @@ def runs_on_line(where: p.RunsOn) -> str:
 
 
 def _task_line(spec) -> list[str]:
-    """What a regression learns (classification needs no line)."""
+    """What a regression learns, or how a generating model writes (classification needs no line)."""
+    if spec.task_kind == "generation":
+        g = spec.generate or m.Generate()
+        how = "greedy decoding" if g.beams == 1 else f"beam search ({g.beams} beams, length penalty {g.length_penalty:g})"
+        stop = f", stopping at {', '.join(repr(s) for s in g.stop)}" if g.stop else ""
+        return [f"task: text generation, trained with teacher forcing on the target; written by {how}, "
+                f"at most {g.max_new_tokens} new tokens{stop}"]
     if spec.task_kind != "regression":
         return []
     task, (low, high) = spec.task, spec.labels

@@ -215,6 +215,16 @@ def per_label(examples: list[Example], labels: list[str], k: int, rng: random.Ra
     return [examples[i] for i in chosen], set(chosen)
 
 
+def drawn(examples: list[Example], size: int | None, rng: random.Random,
+          exclude: set[int] = frozenset()) -> tuple[list[Example], set[int]]:
+    """`size` examples drawn at random (`train_size`, `dev_size`), in the order drawn; all of them (but
+    `exclude`) in file order when `size` is None or not below what there is."""
+    order = [i for i in range(len(examples)) if i not in exclude]
+    if size is not None and size < len(order):
+        order = rng.sample(order, size)
+    return [examples[i] for i in order], set(order) if size is not None else set()
+
+
 def read_splits(spec: m.Spec, directory: Path) -> Read:
     """Every split the spec names, read once (sampling for each data seed then reuses them).
 
@@ -232,8 +242,9 @@ def read_splits(spec: m.Spec, directory: Path) -> Read:
 def sample_splits(spec: m.Spec, read: Read, seed: int) -> Splits:
     """Draw the few-shot sample for one data seed from the splits as read, as LM-BFF does.
 
-    Train: `shots` per label from the training file; dev: `dev_shots` per label from what
-    is left (or the dev file); unlabeled: the first `unlabeled_size` after a seeded shuffle;
+    Train: `shots` per label from the training file (or `train_size` drawn at random, or all of it);
+    dev: `dev_shots` per label from what is left (or the dev file, `dev_size` of it drawn at random;
+    without a dev file, `dev_size` drawn from what is left of train); unlabeled: the first `unlabeled_size` after a seeded shuffle;
     test: all, or a `test_size` sample that is the same for every seed.
     """
     data = spec.data
@@ -246,11 +257,13 @@ def sample_splits(spec: m.Spec, read: Read, seed: int) -> Splits:
     if data.shots:
         splits.train, used = per_label(train_all, spec.labels, data.shots, rng)
     else:
-        splits.train = train_all
+        splits.train, used = drawn(train_all, data.train_size, rng)
     if data.dev_shots:
         splits.dev, _ = per_label(train_all, spec.labels, data.dev_shots, rng, exclude=used)
+    elif data.dev_size and not read["dev"]:  # (from the rest of train)
+        splits.dev, _ = drawn(train_all, data.dev_size, rng, exclude=used)
     else:
-        splits.dev = read["dev"]
+        splits.dev, _ = drawn(read["dev"], data.dev_size, rng)
     unlabeled = list(read["unlabeled"])  # a copy: the shuffle must not reorder what other seeds read
     if unlabeled:
         rng.shuffle(unlabeled)

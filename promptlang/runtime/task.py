@@ -3,8 +3,9 @@ poles) or generation (a target text) — and everything that depends on it: the 
 loss over the label scores, the dev score a model is selected on, the metrics, and the gold and
 predicted values of the predictions file.
 
-Every model scores the spec's labels (for a regression, its two poles); a task turns those scores
-into what it predicts.
+A classifying or regressing model scores the spec's labels (for a regression, its two poles), and
+its task turns those scores into what it predicts; a generating model writes text, which its task
+(`text_task.Generation`) measures.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ import torch.nn.functional as F
 
 from promptlang.language import spec as m
 from promptlang.runtime.data import Example
-from promptlang.runtime.errors import RunError
 from promptlang.runtime.metrics import CLASSIFICATION, compute
 from promptlang.runtime.regression import pole_targets, predict_scores, regression_metrics
+from promptlang.runtime.text_task import DEFAULT_METRICS, Generation
 
 
 @dataclass(frozen=True)
@@ -100,20 +101,6 @@ class Regression:
                 for e, predicted in zip(examples, self.predicted(probabilities))]
 
 
-@dataclass(frozen=True)
-class Generation:
-    """A target text (T5's text-to-text tasks). Its place in the layer: `run` refuses it before any work
-    until generation's runtime lands (`language.support`), so none of its steps is reached."""
-
-    labels: list[str]
-    kind: str = "generation"
-
-    def _refused(self, *args, **kwargs):
-        raise RunError("text generation cannot run yet", ("templates",), "score label words at a [MASK] instead")
-
-    targets = loss = gold = selection = metrics = predicted = shown = _refused
-
-
 Task = Classification | Regression | Generation
 
 
@@ -123,5 +110,6 @@ def task_of(spec: m.Spec) -> Task:
     if kind == "regression":
         return Regression(spec.labels, spec.task.lower, spec.task.upper)
     if kind == "generation":
-        return Generation(spec.labels)
+        template = next(spec.templates[name] for name in spec.patterns if spec.templates[name].generates)
+        return Generation(list(template.target), spec.labels, tuple(spec.evaluate.metrics or DEFAULT_METRICS))
     return Classification(spec.labels)

@@ -16,7 +16,7 @@ from promptlang.language import spec as m
 from promptlang.runtime.data import Splits
 from promptlang.runtime.pipeline import ENCODING_VERSION
 from promptlang.runtime.session import Session
-from promptlang.stages.logits import read_logits
+from promptlang.stages.logits import read_logits, read_texts
 from promptlang.stages.store import Store, key_of
 
 SPLITS = ("train", "dev", "test", "unlabeled")
@@ -36,6 +36,10 @@ class Done:
 
     def logits(self, split: str) -> np.ndarray:
         return read_logits(self.path / f"{split}.logits.tsv")
+
+    def texts(self, split: str) -> list[str]:
+        """What the model wrote for each example of a split (a stage that `writes_text`)."""
+        return read_texts(self.path / f"{split}.generated.tsv")
 
     @property
     def weight(self) -> float:
@@ -119,7 +123,8 @@ class Kind:
 
 def written(stage: p.Stage, *more: str) -> list[str]:
     """The logits files of the splits a stage scores, its weights when it saves them, and `more`."""
-    return [f"{split}.logits.tsv" for split in stage.scores] + ([WEIGHTS] if stage.saves_weights else []) + list(more)
+    scored = [f"{split}.{'generated' if stage.writes_text else 'logits'}.tsv" for split in stage.scores]
+    return scored + ([WEIGHTS] if stage.saves_weights else []) + list(more)
 
 
 KINDS: dict[str, Kind] = {}

@@ -1,4 +1,5 @@
-"""Logits files: a stage's label logits on one split, as TSV.
+"""Logits files: a stage's label logits on one split, as TSV (and, for a model that writes text, what
+it wrote for each example).
 
 A header `index  source  gold  <label>...`, then one row per example in the split's order: its
 position, where it came from (`file:row`), its gold label name (a regression's gold score; empty
@@ -52,6 +53,23 @@ def _write_rows(writer, examples: list[Example], logits: np.ndarray, start: int)
 def gold_text(example: Example) -> str:
     """What the logits files write as an example's gold value: its score (a regression), else its label."""
     return f"{example.score:g}" if example.score is not None else example.label or ""
+
+
+def write_texts(path: Path, examples: list[Example], texts: list[str]) -> None:
+    """A split's generated-text file: `index  source  gold  text`, one row per example (CSV-quoted where a
+    text holds a tab, a line break or a quote); `gold` as the logits files write it (empty for text
+    generation, whose task fills the gold in from the template's target)."""
+    with open(path, "w", encoding="utf-8", newline="") as out:
+        writer = csv.writer(out, delimiter="\t", lineterminator="\n")
+        writer.writerow(["index", "source", "gold", "text"])
+        for i, (example, text) in enumerate(zip(examples, texts)):
+            writer.writerow([i, example.source, gold_text(example), text])
+
+
+def read_texts(path: Path) -> list[str]:
+    """The texts of a generated-text file, in the split's order."""
+    with open(path, encoding="utf-8", newline="") as handle:
+        return [row["text"] for row in csv.DictReader(handle, delimiter="\t")]
 
 
 def read_logits(path: Path) -> np.ndarray:

@@ -13,7 +13,7 @@ import torch
 
 from promptlang.compiler import plan as p
 from promptlang.language import spec as m
-from promptlang.runtime import demos
+from promptlang.runtime import demos, text_training
 from promptlang.runtime.classifier import Classifier, classifier_logits, train_classifier
 from promptlang.runtime.data import Example, Splits
 from promptlang.runtime.errors import RunError
@@ -22,7 +22,7 @@ from promptlang.runtime.scoring import SoftPrompt
 from promptlang.runtime.session import accuracy, content_free, probabilities
 from promptlang.stages.candidates import stage_session
 from promptlang.stages.kinds import EXTRAS, WEIGHTS, Done, Kind, Run, register
-from promptlang.stages.logits import write_scored
+from promptlang.stages.logits import write_scored, write_texts
 
 SETS = "sets.json"
 
@@ -97,7 +97,12 @@ def _train(run: Run, stage: p.Stage, out: Path) -> dict:
     if stage.saves_weights and not examples:
         raise RunError(f"no training examples for data seed {stage.data_seed}", ("data", "train"),
                        "check that the training file has rows with the spec's labels")
-    result = _train_head(run, stage, examples, out) if stage.pattern is None else _train_pattern(run, stage, examples, out)
+    if stage.pattern is None:
+        result = _train_head(run, stage, examples, out)
+    elif session.task.kind == "generation":
+        result = _train_writer(run, stage, examples)
+    else:
+        result = _train_pattern(run, stage, examples, out)
     if stage.saves_weights:
         from safetensors.torch import save_model
 
@@ -127,6 +132,14 @@ def _train_pattern(run: Run, stage: p.Stage, examples: list[Example], out: Path)
     history = trained.history
     return {"train_accuracy_before": before, "dev": trained.dev, "dev_scores": history.dev if history else [],
             "losses": history.losses if history else []}
+
+
+def _train_writer(run: Run, stage: p.Stage, examples: list[Example]) -> dict:
+    """T5's way: the model learns to write each example's target (teacher forcing)."""
+    session = run.session
+    history = text_training.train_writer(session, session.plan.patterns[stage.pattern], examples,
+                                         selection_dev(run.spec.method, run.splits[stage.data_seed]), stage.seed)
+    return {"dev": max(history.dev) if history.dev else None, "dev_scores": history.dev, "losses": history.losses}
 
 
 def _train_head(run: Run, stage: p.Stage, examples: list[Example], out: Path) -> dict:
@@ -199,6 +212,10 @@ def _evaluate(run: Run, stage: p.Stage, out: Path) -> dict:
     session, method = run.session, run.spec.method
     train = use_trained(run, stage)
     test = run.splits[stage.data_seed].test
+    if stage.writes_text:
+        written = text_training.write(session, session.plan.patterns[stage.pattern], test, method.eval_batch_size)
+        write_texts(out / "test.generated.tsv", test, written)
+        return {"dev": train.result.get("dev") if train else None}
     extras = trained_extras(train) if train else {}
     if stage.pattern is None:
         classifier = Classifier(session.model, session.family, len(run.spec.labels))
