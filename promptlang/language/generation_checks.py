@@ -19,6 +19,9 @@ def writes_text(ctx: Context) -> bool:
 def generation_settings(ctx: Context) -> None:
     """A model and a method that can write text, the metrics of what is written, and the samples drawn."""
     _samples(ctx)
+    if not ctx.generation and ctx.spec.evaluate.references:
+        ctx.error("`references` are the gold texts of text generation; this spec does not generate text",
+                  ctx.key("evaluate", "references"), "remove it")
     if not writes_text(ctx):
         _text_metrics_need_text(ctx)
         return
@@ -39,9 +42,18 @@ def generation_settings(ctx: Context) -> None:
                           "use `bleu`, `rouge`, `exact_match` or `f1`")
     else:
         _text_metrics_need_text(ctx)
+    _references(ctx)
     if ctx.generation and ctx.spec.demonstrations is not None:
         ctx.error("demonstrations show an example with its label's word; this spec generates text",
                   ctx.key("demonstrations"), "remove the `demonstrations` block")
+
+
+def _references(ctx: Context) -> None:
+    """`references` names a column of the data."""
+    references, columns = ctx.spec.evaluate.references, ctx.columns
+    if references and columns is not None and references not in columns:
+        ctx.error(f"the data has no column `{references}`", ctx.at("evaluate", "references"),
+                  ctx.suggest(references, columns) or f"the columns are: {', '.join(columns)}")
 
 
 def _text_metrics_need_text(ctx: Context) -> None:

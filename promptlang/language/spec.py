@@ -210,6 +210,9 @@ class Evaluation(SpecModel):
         None, min_length=1, description="metrics on test; default: accuracy and macro-F1, pearson and spearman "
                                         "for regression, or exact match for text generation")
     output: Optional[str] = Field(None, description="directory for results, relative to the spec")
+    references: Optional[str] = Field(None, description="text generation: the column holding the gold texts that "
+                                      "what is written is measured against, several joined by ` ||| ` (SQuAD's "
+                                      "answers); default: the target")
 
 
 # ---------------------------------------------------------------- the spec

@@ -111,5 +111,6 @@ def task_of(spec: m.Spec) -> Task:
         return Regression(spec.labels, spec.task.lower, spec.task.upper)
     if kind == "generation":
         template = next(spec.templates[name] for name in spec.patterns if spec.templates[name].generates)
-        return Generation(list(template.target), spec.labels, tuple(spec.evaluate.metrics or DEFAULT_METRICS))
+        return Generation(list(template.target), spec.labels, tuple(spec.evaluate.metrics or DEFAULT_METRICS),
+                          spec.evaluate.references)
     return Classification(spec.labels)

@@ -55,9 +55,12 @@ class Generation:
     target: list  # the generating template's `target` segments
     labels: list[str]
     measured: tuple[m.Metric, ...] = DEFAULT_METRICS  # the spec's metrics
+    references: str | None = None  # the column of the gold texts (`evaluate { references }`), else the target
     kind: str = "generation"
 
     def gold(self, examples: list[Example]) -> list[str]:
+        if self.references:
+            return [e.fields.get(self.references, "") for e in examples]
         return [target_text(self.target, e) for e in examples]
 
     def metrics(self, names: list[m.Metric] | None, examples: list[Example], written: list[str]) -> dict:
