@@ -224,3 +224,119 @@ def test_random_samples(train_size, dev_size, dev_file, train_count, dev_count):
         assert not {e.source for e in first.train} & {e.source for e in first.dev}
     if dev_file:
         assert all(e.source.startswith("d:") for e in first.dev)
+
+
+# ---------------------------------------------------------------- labels and scores written as text (T5's way)
+
+LABELS_SPEC = """promptlang 1
+
+labels negative, positive
+
+data {{
+  train "data.tsv"
+  test  "data.tsv"
+  text  sentence
+  label answer
+  label_values {{
+    negative -> "terrible"
+    positive -> "great"
+  }}
+}}
+
+model {{
+  path   "{family}"
+  family {family}
+}}
+
+{template}
+
+verbalizer v {{
+  negative -> "negative", "bad"
+  positive -> "positive"
+}}
+
+generate {{
+  max_new_tokens 3
+}}
+
+method prompt_finetune {{
+  learning_rate 1e-2
+  steps         {steps}
+  batch_size    3
+}}
+"""
+TEMPLATES = {"seq2seq": 'template t {\n  prefix "sst2 sentence: "\n  text   "{{ sentence }}"\n  target "[MASK]"\n}',
+             "causal": 'template t "{{ sentence }} It was [MASK]"'}
+
+
+@pytest.mark.parametrize("family", ["seq2seq", "causal"])
+def test_labels_written_as_text(project, family, monkeypatch):
+    spec = project / f"labels-{family}.prompt"
+    spec.write_text(LABELS_SPEC.format(family=family, template=TEMPLATES[family], steps=60), encoding="utf-8")
+    monkeypatch.setenv("PROMPTLANG_CACHE", str(project / "cache"))
+    out = project / "labels" / family
+    assert main(["run", "-q", str(spec), "--out", str(out)]) == 0
+    rows = predictions(out)
+    gold = {"great": "positive", "terrible": "negative"}
+    assert [r["gold"] for r in rows] == [gold[a] for _, a in ROWS]
+    assert [r["predicted"] for r in rows] == [r["written"] if r["written"] in ("positive", "negative") else ""
+                                              for r in rows]
+    accuracy = sum(r["gold"] == r["predicted"] for r in rows) / len(rows)
+    got = json.loads((out / "metrics.json").read_text())["runs"][0]["metrics"]
+    assert got["accuracy"] == pytest.approx(accuracy)
+    if family == "seq2seq":  # (the tiny T5 learns the two words in 60 steps)
+        assert accuracy == 1.0
+    predicted = promptlang.load(out).predict([s for s, _ in ROWS])
+    assert [(x.label or "", x.predicted) for x in predicted] == [(r["predicted"], r["written"]) for r in rows]
+
+
+@pytest.mark.parametrize("written, labels", [
+    (["positive", "negative", "bad", " positive ", "Positive", "great", ""],
+     ["positive", "negative", "negative", "positive", "", "", ""]),
+])
+def test_a_written_text_that_is_no_label_is_wrong(written, labels):
+    from promptlang.runtime.text_task import TextLabels
+
+    task = TextLabels(["negative", "positive"], (("negative", "bad"), ("positive",)))
+    assert task.predicted(written) == labels
+    gold = [Example({}, label) for label in ["positive", "negative", "negative", "positive", "positive",
+                                              "positive", "negative"]]
+    assert task.metrics([m.Metric.accuracy], gold, written) == {"accuracy": pytest.approx(4 / 7)}
+
+
+def test_scores_written_as_text():
+    from promptlang.runtime.text_task import TextScores
+
+    task = TextScores(["low", "high"], 0.2)
+    examples = [Example({}, score=s) for s in (0.0, 2.5, 3.3, 5.0)]
+    pattern = p.Pattern(name="t", pieces=[], target=[p.Piece(kind="mask")])
+    assert task.words(pattern, examples) == ["0.0", "2.4", "3.2", "5.0"]
+    written = ["0.2", "2.4", "three", "4.8"]
+    assert task.predicted(written) == ["0.2", "2.4", "-1", "4.8"]
+    assert task.shown(examples, written)[2] == ("3.3", "-1", "three")
+    from scipy.stats import pearsonr
+
+    assert task.metrics([m.Metric.pearson], examples, written) == {
+        "pearson": pytest.approx(pearsonr([0.0, 2.5, 3.3, 5.0], [0.2, 2.4, -1.0, 4.8])[0])}
+
+
+def test_a_regression_written_as_text_runs(project, monkeypatch):
+    rows = [("a fine film", 4.6), ("a bad film", 0.4), ("the best movie of the year", 5.0), ("the worst movie of the year", 0.0)]
+    (project / "scores.tsv").write_text("sentence\tscore\n" + "".join(f"{s}\t{v}\n" for s, v in rows), encoding="utf-8")
+    spec = project / "scores.prompt"
+    spec.write_text(LABELS_SPEC.format(family="seq2seq", template=TEMPLATES["seq2seq"], steps=60)
+                    .replace("labels negative, positive", "labels low, high\n\ntask regression {\n  range 0, 5\n}")
+                    .replace('  label answer\n  label_values {\n    negative -> "terrible"\n    positive -> "great"\n  }\n', "")
+                    .replace('"data.tsv"', '"scores.tsv"')
+                    .replace('  negative -> "negative", "bad"\n  positive -> "positive"', '  low  -> "low"\n  high -> "high"'),
+                    encoding="utf-8")
+    monkeypatch.setenv("PROMPTLANG_CACHE", str(project / "cache"))
+    out = project / "scores"
+    assert main(["run", "-q", str(spec), "--out", str(out)]) == 0
+    got = predictions(out)
+    assert [r["gold"] for r in got] == ["4.6", "0.4", "5", "0"]
+    from promptlang.runtime.regression import regression_metrics
+
+    metrics = json.loads((out / "metrics.json").read_text())["runs"][0]["metrics"]
+    assert metrics == pytest.approx(regression_metrics(["pearson", "spearman"], [v for _, v in rows],
+                                                       [float(r["predicted"]) for r in got]))

@@ -175,7 +175,7 @@ def masks_where_needed(ctx: Context) -> None:
         return
     for name in ctx.patterns:
         template = ctx.spec.templates[name]
-        if template.target and ctx.spec.model.family is m.ModelFamily.seq2seq:
+        if template.target and (ctx.spec.model.family is m.ModelFamily.seq2seq or ctx.spec.generate is not None):
             continue
         if ctx.generation:
             continue

@@ -43,9 +43,34 @@ def generation_settings(ctx: Context) -> None:
     else:
         _text_metrics_need_text(ctx)
     _references(ctx)
+    if not ctx.generation:
+        _words_written_at_the_end(ctx)
     if ctx.generation and ctx.spec.demonstrations is not None:
         ctx.error("demonstrations show an example with its label's word; this spec generates text",
                   ctx.key("demonstrations"), "remove the `demonstrations` block")
+
+
+def _words_written_at_the_end(ctx: Context) -> None:
+    """With `generate`, the label's word (or the score) is what the model writes: the target's [MASK], or for
+    a causal model without a `target` a [MASK] that ends the template's text."""
+    family = ctx.spec.model.family
+    for name in ctx.patterns:
+        template = ctx.spec.templates[name]
+        if template.target:
+            if not any(s.kind == "mask" for s in template.target):
+                ctx.error(f"template `{name}`'s target has no [MASK] for the label's word to be written at",
+                          ctx.at("templates", name, "target"), 'write `target "[MASK]"`')
+            continue
+        if family is m.ModelFamily.seq2seq:
+            ctx.error(f"template `{name}` has no `target`: with `generate`, a seq2seq model writes the label's "
+                      "word as its target", ctx.key("templates", name), 'add `target "[MASK]"`')
+            continue
+        text = template.text
+        at = next((i for i, s in enumerate(text) if s.kind == "mask"), None)
+        if at is not None and any(s.kind != "text" or s.text.strip() for s in text[at + 1:]):
+            ctx.error(f"template `{name}` goes on after its [MASK], but the model writes the label's word last",
+                      ctx.at("templates", name, "text", at + 1),
+                      "end the template with [MASK], or move what follows it into a `target`")
 
 
 def _references(ctx: Context) -> None:

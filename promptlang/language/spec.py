@@ -203,6 +203,8 @@ class Generate(SpecModel):
                                   "divided by its length to this power (T5: 0.6 for translation and summaries)")
     stop: list[str] = Field(default_factory=list, description="strings that end a written text (it is cut "
                             "before the first), e.g. `stop \"\\n\"` for a causal model")
+    score_step: float = Field(0.2, gt=0, le=1e6, description="a regression's score is written rounded to a multiple "
+                              "of this (T5's STS-B: 0.2, round half to even)")
 
 
 class Evaluation(SpecModel):

@@ -23,14 +23,10 @@ class NotYet:
 
 
 # The features, as the docs name them (tests/test_docs.py holds README.md and docs/language.md to it).
-FEATURES = ("labels written as text",)
+FEATURES: tuple[str, ...] = ()
 
 
 def not_yet(spec: m.Spec) -> list[NotYet]:
     """The features of `spec` that `promptlang run` cannot run yet, in the order the runner meets them."""
-    found = []
-    if spec.generate is not None and spec.labels:
-        found.append(NotYet(FEATURES[0], "writing the label's word or the score as text (a `generate` block) "
-                                         "cannot run yet", ("generate",),
-                            "remove the `generate` block: the label words are then scored at the mask"))
+    found: list[NotYet] = []
     return found

@@ -191,7 +191,7 @@ def write_artifact(staging: Path, target: Path, plan, tokenizer, results: Result
                                                         ensure_ascii=False), encoding="utf-8")
     skipped = next(iter(splits.values())).skipped if splits else {}  # `bad_rows skip`: lines skipped per file
     task = task_of(plan.spec)
-    signatures = task.signatures() if task.kind == "generation" else {}  # sacrebleu's, for BLEU
+    signatures = task.signatures() if hasattr(task, "signatures") else {}  # sacrebleu's, for BLEU
     (staging / "metrics.json").write_text(json.dumps(
         {"runs": [r.__dict__ for r in results.rows], "summary": results.summary(), "runs_on": results.runs_on,
          **({"skipped_rows": skipped} if skipped else {}), **({"signatures": signatures} if signatures else {})},
@@ -216,7 +216,7 @@ def _verbalizers(plan, tokenizer) -> dict:
 def _write_predictions(path: Path, spec: m.Spec, task, outcomes: list[tuple]) -> None:
     """predictions.tsv: for each scored stage and test example, the gold and predicted label (a
     regression's scores) and the label probabilities; for text generation, the gold and written texts."""
-    if task.kind == "generation":
+    if task.writes:
         _write_texts(path, task, outcomes)
         return
     with open(path, "w", encoding="utf-8") as out:
@@ -227,12 +227,12 @@ def _write_predictions(path: Path, spec: m.Spec, task, outcomes: list[tuple]) ->
 
 
 def _write_texts(path: Path, task, outcomes: list[tuple]) -> None:
-    """predictions.tsv of text generation: `stage  index  gold  predicted`, CSV-quoted where a text holds a
-    tab, a line break or a quote."""
+    """predictions.tsv of a model that writes: `stage  index  gold  predicted` (and `written`, the text a
+    label or score was read from), CSV-quoted where a text holds a tab, a line break or a quote."""
     import csv
 
     with open(path, "w", encoding="utf-8", newline="") as out:
         writer = csv.writer(out, delimiter="\t", lineterminator="\n")
-        writer.writerow(["stage", "index", "gold", "predicted"])
+        writer.writerow(["stage", "index", *task.columns])
         for stage, examples, written in outcomes:
-            writer.writerows([stage.id, i, gold, text] for i, (gold, text) in enumerate(task.shown(examples, written)))
+            writer.writerows([stage.id, i, *shown] for i, shown in enumerate(task.shown(examples, written)))

@@ -284,7 +284,7 @@ class Predictor:
     @property
     def writes(self) -> bool:
         """Whether the model writes text (text generation) rather than scoring labels."""
-        return self.session.task.kind == "generation"
+        return self.session.task.writes
 
     @torch.no_grad()
     def probabilities(self, inputs) -> np.ndarray:
@@ -330,7 +330,11 @@ class Predictor:
             session = self.session
             texts = text_training.write(session, session.plan.patterns[self.info.pattern], self._examples(inputs),
                                         session.spec.method.eval_batch_size)
-            return [Prediction(None, {}, text) for text in texts]
+            task = session.task
+            if task.kind == "classification":  # the label the text names (None: no label), then the text
+                return [Prediction(label or None, {}, text) for label, text in zip(task.predicted(texts), texts)]
+            shown = task.predicted(texts) if task.kind == "regression" else texts
+            return [Prediction(None, {}, text) for text in shown]
         probs = self.probabilities(inputs)
         shown = self.session.task.predicted(probs)
         return [Prediction(self.labels[int(row.argmax())], dict(zip(self.labels, map(float, row))), text)

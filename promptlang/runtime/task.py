@@ -20,7 +20,7 @@ from promptlang.language import spec as m
 from promptlang.runtime.data import Example
 from promptlang.runtime.metrics import CLASSIFICATION, compute
 from promptlang.runtime.regression import pole_targets, predict_scores, regression_metrics
-from promptlang.runtime.text_task import DEFAULT_METRICS, Generation
+from promptlang.runtime.text_task import DEFAULT_METRICS, Generation, TextLabels, TextScores
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,7 @@ class Classification:
 
     labels: list[str]
     kind: str = "classification"
+    writes: bool = False  # (the model scores the labels; `text_task`'s tasks write text)
 
     def targets(self, examples: list[Example]) -> torch.Tensor:
         return torch.tensor([self.labels.index(e.label) for e in examples])  # (N,)
@@ -68,6 +69,7 @@ class Regression:
     lower: float
     upper: float
     kind: str = "regression"
+    writes: bool = False
 
     def targets(self, examples: list[Example]) -> torch.Tensor:
         return torch.tensor(pole_targets([e.score for e in examples], self.lower, self.upper),
@@ -101,12 +103,18 @@ class Regression:
                 for e, predicted in zip(examples, self.predicted(probabilities))]
 
 
-Task = Classification | Regression | Generation
+Task = Classification | Regression | Generation | TextLabels | TextScores
 
 
 def task_of(spec: m.Spec) -> Task:
     """The spec's task (`Spec.task_kind`)."""
     kind = spec.task_kind
+    if spec.generate is not None and kind == "regression":
+        return TextScores(spec.labels, spec.generate.score_step)
+    if spec.generate is not None and kind == "classification":
+        words = [tuple(dict.fromkeys(w for name in spec.patterns for w in _words(spec, name).get(label, [])))
+                 for label in spec.labels]
+        return TextLabels(spec.labels, tuple(words))
     if kind == "regression":
         return Regression(spec.labels, spec.task.lower, spec.task.upper)
     if kind == "generation":
@@ -114,3 +122,11 @@ def task_of(spec: m.Spec) -> Task:
         return Generation(list(template.target), spec.labels, tuple(spec.evaluate.metrics or DEFAULT_METRICS),
                           spec.evaluate.references)
     return Classification(spec.labels)
+
+
+def _words(spec: m.Spec, name: str) -> dict[str, list[str]]:
+    """Each label's words in the verbalizer of template `name` (its own, else the spec's only one)."""
+    template = spec.templates[name]
+    verbalizer = spec.verbalizers.get(template.verbalizer) if template.verbalizer else \
+        next(iter(spec.verbalizers.values()), None)
+    return verbalizer.words if verbalizer else {}

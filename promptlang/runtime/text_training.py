@@ -26,10 +26,15 @@ def decoding_of(spec: m.Spec) -> generation.Decoding:
 
 def prompts(session: Session, pattern: p.Pattern, examples: list[Example]) -> list[list[int]]:
     """The model inputs of some examples: the pattern's text encoded (fields shortened to `max_length`); for
-    a causal model without the special tokens its tokenizer puts after an input (the target follows it)."""
-    ids = session.encode(pattern, examples, session.spec.method.max_length).ids
-    suffix = len(session.plan.tokenizer.suffix) if session.family != "seq2seq" else 0
-    return [row[: len(row) - suffix] for row in ids] if suffix else ids
+    a causal model without the special tokens its tokenizer puts after an input (the target follows it), and
+    cut at the [MASK] that ends a template without a `target` (the label's word or the score is written there)."""
+    encoded = session.encode(pattern, examples, session.spec.method.max_length)
+    if session.family == "seq2seq":
+        return encoded.ids
+    if not pattern.target and encoded.mask_count:  # the model writes at the [MASK] that ends the template
+        return [row[:at] for row, at in zip(encoded.ids, encoded.mask_at)]
+    suffix = len(session.plan.tokenizer.suffix)
+    return [row[: len(row) - suffix] for row in encoded.ids] if suffix else encoded.ids
 
 
 def end_id(session: Session) -> int:
@@ -72,7 +77,8 @@ def train_writer(session: Session, pattern: p.Pattern, examples: list[Example], 
     method = session.spec.method
     inputs = prompts(session, pattern, examples)
     limit = decoding_of(session.spec).max_new_tokens
-    targets = target_ids(pattern, examples, session.tokenizer, session.family, end_id(session), limit)
+    targets = target_ids(pattern, examples, session.tokenizer, session.family, end_id(session), limit,
+                         session.task.words(pattern, examples))
     pad = session.plan.tokenizer.pad_id
 
     def loss_of(rows: list[int]):

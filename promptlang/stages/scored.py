@@ -99,7 +99,7 @@ def _train(run: Run, stage: p.Stage, out: Path) -> dict:
                        "check that the training file has rows with the spec's labels")
     if stage.pattern is None:
         result = _train_head(run, stage, examples, out)
-    elif session.task.kind == "generation":
+    elif session.task.writes:
         result = _train_writer(run, stage, examples)
     else:
         result = _train_pattern(run, stage, examples, out)
