@@ -103,7 +103,7 @@ def describe_plan(prepared) -> str:
         if pattern.target and not pattern.labels:
             lines.append("  writes: " + " ".join(_piece(x) for x in pattern.target))
         lines += [f"  {line}" for line in label_words(pattern, tokenizer)]
-        lines += [f"  {line}" for line in _scoring_note(pattern, plan.family)]
+        lines += [f"  {line}" for line in ([] if plan.spec.generate else _scoring_note(pattern, plan.family))]
     lines.append("stages:")
     for stage in plan.stages:
         after = f"  (after {_needs(stage.needs)})" if stage.needs else ""
@@ -138,12 +138,16 @@ def runs_on_line(where: p.RunsOn) -> str:
 
 def _task_line(spec) -> list[str]:
     """What a regression learns, or how a generating model writes (classification needs no line)."""
-    if spec.task_kind == "generation":
+    if spec.task_kind == "generation" or spec.generate is not None:
         g = spec.generate or m.Generate()
         how = "greedy decoding" if g.beams == 1 else f"beam search ({g.beams} beams, length penalty {g.length_penalty:g})"
         stop = f", stopping at {', '.join(repr(s) for s in g.stop)}" if g.stop else ""
-        return [f"task: text generation, trained with teacher forcing on the target; written by {how}, "
-                f"at most {g.max_new_tokens} new tokens{stop}"]
+        what = {"generation": "text generation, trained with teacher forcing on the target",
+                "classification": "the label's first word written as text (T5's way; a text that is no label's "
+                                  "word is wrong), trained with teacher forcing",
+                "regression": f"the score written as text, rounded to {g.score_step:g} and read back as a number "
+                              f"(T5's way), trained with teacher forcing"}[spec.task_kind]
+        return [f"task: {what}; written by {how}, at most {g.max_new_tokens} new tokens{stop}"]
     if spec.task_kind != "regression":
         return []
     task, (low, high) = spec.task, spec.labels
