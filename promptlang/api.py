@@ -13,7 +13,9 @@ from promptlang.language.overrides import read_overrides
 from promptlang.language.parser import parse
 from promptlang.language.reader import read_source
 from promptlang.language.source import Source
-from promptlang.language.spec import Library, Spec
+from promptlang.language.mixture_checks import check_mixture
+from promptlang.language.spec import Library, Mixture, Spec
+from promptlang.language.support import not_yet
 
 
 @dataclass
@@ -22,7 +24,7 @@ class Analysis:
 
     source: Source
     nodes: syntax.File | None
-    spec: Spec | Library | None
+    spec: Spec | Library | Mixture | None
     locations: Locations | None
     diagnostics: Diagnostics
 
@@ -63,6 +65,13 @@ def analyze(source: Source | str | Path, *, tokenizer: bool = False, overrides: 
     if built.spec is None:
         return Analysis(source, nodes, None, built.locations, diagnostics)
     if isinstance(built.spec, Library):
+        return Analysis(source, nodes, None if diagnostics.errors else built.spec, built.locations, diagnostics)
+    if isinstance(built.spec, Mixture):
+        found, _ = check_mixture(built, analyze)
+        for item in not_yet(built.spec):
+            found.warning(item.message, built.locations.key(item.path),
+                          f"`promptlang run` refuses it until it is built; {item.hint}")
+        diagnostics.extend(found)
         return Analysis(source, nodes, None if diagnostics.errors else built.spec, built.locations, diagnostics)
     diagnostics.extend(check(built))
     if tokenizer and not diagnostics.errors:

@@ -16,6 +16,7 @@ from promptlang.language import spec as m
 from promptlang.language import syntax as s
 from promptlang.language.diagnostics import Diagnostics
 from promptlang.language.locations import Built, Locations, Path_
+from promptlang.language.mixture_file import is_mixture, validate_mixture
 from promptlang.language.overrides import Override, Overrides
 from promptlang.language.parser import LANGUAGE_VERSION, parse
 from promptlang.language.reader import find_import, read_source
@@ -23,7 +24,7 @@ from promptlang.language.source import Source, Span
 from promptlang.language.suggest import suggest
 from promptlang.language.validation import coerce, report
 
-SINGLE_BLOCKS = ("data", "model", "demonstrations", "generate", "method", "evaluate", "task")
+SINGLE_BLOCKS = ("data", "model", "demonstrations", "generate", "method", "evaluate", "task", "mixture")
 TOP_LEVEL = ("labels", "template", "verbalizer", "import", *SINGLE_BLOCKS)
 FILTERS = [t.value for t in m.Transform] + ["shorten"]
 
@@ -358,7 +359,9 @@ class _Builder:
 
     # ------------------------------------------------------------ validation
 
-    def validate(self, file: s.File) -> m.Spec | m.Library | None:
+    def validate(self, file: s.File) -> m.Spec | m.Library | m.Mixture | None:
+        if is_mixture(file):
+            return validate_mixture(file, self.raw, self.locations, self.diagnostics, self._said)
         model = m.Library if is_library(file) else m.Spec
         raw = coerce(self.raw, model)
         try:

@@ -44,7 +44,7 @@ class Built:
     errors the builder found (a duplicate, an unknown filter), so checks still run.
     """
 
-    spec: m.Spec | m.Library | None
+    spec: m.Spec | m.Library | m.Mixture | None
     locations: Locations
     diagnostics: Diagnostics
     directory: Path

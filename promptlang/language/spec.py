@@ -264,3 +264,25 @@ class Library(SpecModel):
     version: int = 1
     templates: dict[str, Template] = Field(default_factory=dict)
     verbalizers: dict[str, Verbalizer] = Field(default_factory=dict)
+
+
+class MixtureSettings(SpecModel):
+    """T5's multi-task training: one model fine-tuned on several specs' tasks at once, each evaluated on its own."""
+
+    tasks: list[str] = Field(min_length=2, description="the member specs (files, relative to this one), each a "
+                                                       "task whose model writes text")
+    limit: Optional[int] = Field(None, ge=1, le=MAX_EXAMPLES, description="K: a task counts as at most this many "
+                                 "examples in the mixing rates (T5's artificial limit)")
+    temperature: float = Field(1.0, gt=0, le=1000, description="T: rates ∝ min(examples, K) ** (1 / T); 1 is "
+                               "examples-proportional mixing, larger values mix more evenly")
+    seeds: list[Seed] = Field([13], min_length=1, description="data seeds: each member's sample is drawn with each, "
+                              "and one model is trained per seed")
+
+
+class Mixture(SpecModel):
+    """A multi-task mixture: the member specs' data, templates, decoding and metrics; one method trains."""
+
+    version: int = 1
+    mixture: MixtureSettings
+    method: Method
+    evaluate: Evaluation = Field(default_factory=Evaluation)
