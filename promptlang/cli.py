@@ -273,6 +273,7 @@ def _dump(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from promptlang.output.guard import OutputError
     from promptlang.language.overrides import OverrideError
+    from promptlang.mixture_runner import run_from_command_line
     from promptlang.runner import run
     from promptlang.runtime.placement import PlacementError, launched_world
     from promptlang.stages.store import StoreError
@@ -283,8 +284,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.quiet or not first:
         _quiet_transformers()
     try:
-        results = run(Path(args.path), args.out, args.overrides, args.quiet, args.stages, args.force,
-                      args.device, args.precision)
+        results = run_from_command_line(args) or run(Path(args.path), args.out, args.overrides, args.quiet,
+                                                     args.stages, args.force, args.device, args.precision)
     except (OverrideError, StoreError, OutputError, PlacementError) as error:
         raise UsageError(str(error)) from None
     if first:
@@ -315,10 +316,14 @@ def _quiet_transformers() -> None:
 
 
 def _plan(args: argparse.Namespace) -> int:
+    from promptlang.mixture_runner import describe_mixture, is_mixture_file
     from promptlang.output.render import describe_plan
 
-    prepared = _prepared(args)
-    print(prepared.plan.model_dump_json(indent=2) if args.json else describe_plan(prepared))
+    if is_mixture_file(Path(args.path)) and not args.json:
+        print(describe_mixture(Path(args.path)))
+    else:
+        prepared = _prepared(args)
+        print(prepared.plan.model_dump_json(indent=2) if args.json else describe_plan(prepared))
     return EXIT_OK
 
 

@@ -198,21 +198,3 @@ def test_run_with_a_bad_override_value_is_a_spec_error_at_the_argument(specs, mo
     assert capsys.readouterr().out == (
         "error: `eval_batch_size` must be at least 1, got `0`\n  --> --set:1:24\n  |\n"
         "1 | method.eval_batch_size=0\n  |                        ^\n")
-
-
-@pytest.mark.parametrize("spec, message, key", [
-    ("t5-mixture-gemma.prompt", "multi-task mixtures cannot run yet", "mixture"),
-])
-def test_run_refuses_what_cannot_run_yet_at_its_spec_line(tmp_path, capsys, spec, message, key):
-    """What `check` warns about (support.not_yet), `run` refuses at the same line, before any work."""
-    pytest.importorskip("torch")
-    path = ROOT / "specs" / spec
-    text = path.read_text(encoding="utf-8")
-    line, column = next((i, len(x) - len(x.lstrip()) + 1) for i, x in enumerate(text.splitlines(), 1)
-                        if x.strip().startswith(key))
-    assert run(["check", "--strict", "-q", str(path)]) == 1
-    assert f"warning: {message}\n  --> {path}:{line}:{column}\n" in capsys.readouterr().out
-    assert run(["run", "--out", str(tmp_path / "out"), str(path)]) == 1
-    out = capsys.readouterr().out
-    assert out.startswith(f"error: {message}\n  --> {path}:{line}:{column}\n")
-    assert not (tmp_path / "out").exists()

@@ -23,13 +23,10 @@ class NotYet:
 
 
 # The features, as the docs name them (tests/test_docs.py holds README.md and docs/language.md to it).
-FEATURES = ("multi-task mixtures",)
+FEATURES: tuple[str, ...] = ()
 
 
 def not_yet(spec: m.Spec | m.Mixture) -> list[NotYet]:
     """The features of `spec` that `promptlang run` cannot run yet, in the order the runner meets them."""
     found: list[NotYet] = []
-    if isinstance(spec, m.Mixture):
-        found.append(NotYet(FEATURES[0], "multi-task mixtures cannot run yet", ("mixture",),
-                            "run each task's spec on its own"))
     return found
