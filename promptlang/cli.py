@@ -343,8 +343,8 @@ def _predict(args: argparse.Namespace) -> int:
     artifact, source = Path(args.artifact), Path(args.input)
     if not (artifact / "predictor.json").is_file():
         if (artifact / "metrics.json").is_file():
-            raise UsageError(f"{artifact} holds no single model to predict with: a PET run keeps one only when "
-                             f"it distils its ensemble (add a `distill {{ ... }}` block to `method`)")
+            raise UsageError(f"{artifact} holds no single model to predict with: a PET run keeps one only when it "
+                             f"distils its ensemble (add a `distill {{ ... }}` block to `method`); a mixture keeps none")
         raise UsageError(f"not a `promptlang run` output directory: {artifact}")
     fmt = EXTENSIONS.get(source.suffix.lower())
     if source.is_symlink() and not source.exists():

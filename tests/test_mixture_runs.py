@@ -160,3 +160,8 @@ def test_each_task_is_measured_on_what_the_one_model_wrote(ran):
 def test_a_mixture_takes_no_overrides(project, capsys):
     assert main(["run", str(project / "mix.prompt"), "--set", "method.steps=2"]) == 2
     assert "a mixture's run takes no --set or --stages" in capsys.readouterr().err
+
+
+def test_a_mixtures_output_directory_predicts_nothing_yet(ran, project, capsys):
+    assert main(["predict", str(ran), "--input", str(project / "data.tsv")]) == 2
+    assert capsys.readouterr().err.splitlines()[-1].endswith("; a mixture keeps none")
