@@ -41,10 +41,9 @@ def load_checked(path: Path, overrides: list[str]) -> tuple[m.Spec, object]:
         OverrideError: an override is not KEY=VALUE.
     """
     analysis = analyze(path, overrides=overrides)
-    for item in not_yet(analysis.spec) if isinstance(analysis.spec, m.Mixture) else []:
-        diagnostics = Diagnostics(sources=dict(analysis.diagnostics.sources))
-        diagnostics.error(item.message, analysis.locations.key(item.path), item.hint)
-        raise SpecError(diagnostics)
+    if analysis.ok and isinstance(analysis.spec, m.Mixture):  # (`run` and `plan` run a mixture whole)
+        raise spec_error(analysis, "this is a mixture file: it has no single plan or prompt of its own",
+                         ("mixture",), "use `promptlang plan` on it without --json, or give a task's spec")
     if not analysis.ok or not isinstance(analysis.spec, m.Spec):
         raise SpecError(analysis.diagnostics)
     return analysis.spec, analysis

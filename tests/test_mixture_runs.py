@@ -165,3 +165,10 @@ def test_a_mixture_takes_no_overrides(project, capsys):
 def test_a_mixtures_output_directory_predicts_nothing_yet(ran, project, capsys):
     assert main(["predict", str(ran), "--input", str(project / "data.tsv")]) == 2
     assert capsys.readouterr().err.splitlines()[-1].endswith("; a mixture keeps none")
+
+
+@pytest.mark.parametrize("command", [["plan", "--json"], ["render"]])
+def test_what_a_mixture_has_none_of_is_a_located_error(project, capsys, command):
+    assert main([*command, str(project / "mix.prompt")]) == 1
+    assert capsys.readouterr().out.startswith(
+        f"error: this is a mixture file: it has no single plan or prompt of its own\n  --> {project / 'mix.prompt'}:3:1\n")
