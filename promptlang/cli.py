@@ -344,7 +344,8 @@ def _predict(args: argparse.Namespace) -> int:
     if not (artifact / "predictor.json").is_file():
         if (artifact / "metrics.json").is_file():
             raise UsageError(f"{artifact} holds no single model to predict with: a PET run keeps one only when it "
-                             f"distils its ensemble (add a `distill {{ ... }}` block to `method`); a mixture keeps none")
+                             f"distils its ensemble (add a `distill {{ ... }}` block to `method`); a mixture keeps one per "
+                             f"task: predict with DIR/TASK")
         raise UsageError(f"not a `promptlang run` output directory: {artifact}")
     fmt = EXTENSIONS.get(source.suffix.lower())
     if source.is_symlink() and not source.exists():

@@ -183,7 +183,7 @@ def _run(path: Path, mixture: m.Mixture, files: dict[str, Path], placement: Plac
             _evaluate(member, sessions[member.name], seed, results.tasks[member.name], written[member.name], log,
                       time.time() - seconds)
     if placement.main:
-        _write(path, target, mixture, members, results, written, log, log_lines, started)
+        _write(path, target, mixture, members, results, written, first, log, log_lines, started)
     return results
 
 
@@ -230,8 +230,10 @@ def _evaluate(member: Member, session: Session, seed: int, results: Results, wri
 
 
 def _write(path: Path, target: Path, mixture: m.Mixture, members: list[Member], results: MixtureResults,
-           written: dict[str, list], log, log_lines: list[str], started: float) -> None:
-    """metrics.json (each task's runs and summary, the mixing rates), each task's predictions, the log."""
+           written: dict[str, list], first: Session, log, log_lines: list[str], started: float) -> None:
+    """metrics.json (each task's runs and summary, the mixing rates), each task's predictions and what
+    predicting with it needs (`<task>/plan.json`, `<task>/predictor.json`; the model, trained on the last
+    seed, once in `model/`), the log."""
     import csv
 
     staging = staging_dir(target)
@@ -241,10 +243,13 @@ def _write(path: Path, target: Path, mixture: m.Mixture, members: list[Member], 
                    "rates": {str(k): v for k, v in results.rates.items()},
                    "sizes": {str(k): v for k, v in results.sizes.items()},
                    "losses": {str(k): v for k, v in results.losses.items()}}
+        first.tokenizer.save_pretrained(staging / "model")  # the last seed's model: each task predicts with it
+        first.model.save_pretrained(staging / "model", safe_serialization=True)
         for member in members:
             task = task_of(member.prepared.plan.spec)
             folder = staging / member.name
             folder.mkdir(parents=True)
+            _predictor(folder, member, written[member.name][-1][0])
             with open(folder / "predictions.tsv", "w", encoding="utf-8", newline="") as handle:
                 writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
                 writer.writerow(["stage", "index", *task.columns])
@@ -258,6 +263,16 @@ def _write(path: Path, target: Path, mixture: m.Mixture, members: list[Member], 
         swap(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _predictor(folder: Path, member: Member, stage: str) -> None:
+    """What `promptlang predict <dir>/<task>` needs: the task's plan, and a predictor.json whose model is the
+    mixture's (`shared`: in the parent folder's `model/`)."""
+    plan = member.prepared.plan
+    (folder / "plan.json").write_text(plan.model_dump_json(indent=2), encoding="utf-8")
+    info = {"method": plan.spec.method.kind, "family": plan.family, "pattern": member.pattern.name, "stage": stage,
+            "dev": None, "labels": plan.spec.labels, "extras": {}, "shared": True}
+    (folder / "predictor.json").write_text(json.dumps(info), encoding="utf-8")
 
 
 __all__ = ["MixtureResults", "OutputError", "describe_mixture", "is_mixture_file", "run_from_command_line",

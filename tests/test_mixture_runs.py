@@ -162,9 +162,19 @@ def test_a_mixture_takes_no_overrides(project, capsys):
     assert "a mixture's run takes no --set or --stages" in capsys.readouterr().err
 
 
-def test_a_mixtures_output_directory_predicts_nothing_yet(ran, project, capsys):
+def test_each_task_predicts_with_the_mixtures_model(ran, project, capsys):
+    import promptlang
+
+    assert sorted(p.name for p in ran.iterdir()) == [".promptlang-output", "copy", "labels", "log.txt", "metrics.json",
+                                                     "mixture.json", "model"]
+    assert sorted(p.name for p in (ran / "copy").iterdir()) == ["plan.json", "predictions.tsv", "predictor.json"]
+    for task in ("copy", "labels"):
+        last = [r for r in predictions(ran / task / "predictions.tsv") if r["stage"].endswith("/d21")]
+        got = promptlang.load(ran / task).predict([s for s, _ in ROWS])
+        expected = [r["written"] for r in last] if task == "labels" else [r["predicted"] for r in last]
+        assert [x.predicted for x in got] == expected  # (the model kept is the last seed's)
     assert main(["predict", str(ran), "--input", str(project / "data.tsv")]) == 2
-    assert capsys.readouterr().err.splitlines()[-1].endswith("; a mixture keeps none")
+    assert capsys.readouterr().err.splitlines()[-1].endswith("; a mixture keeps one per task: predict with DIR/TASK")
 
 
 @pytest.mark.parametrize("command", [["plan", "--json"], ["render"]])

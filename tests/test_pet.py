@@ -292,7 +292,8 @@ def test_predict_explains_a_pet_run_without_distillation(project, capsys):
     assert main(["predict", str(project / "out"), "--input", str(project / "data.tsv")]) == 2
     assert capsys.readouterr().err.splitlines()[-1] == (
         f"promptlang: error: {project / 'out'} holds no single model to predict with: a PET run keeps one only "
-        "when it distils its ensemble (add a `distill { ... }` block to `method`); a mixture keeps none")
+        "when it distils its ensemble (add a `distill { ... }` block to `method`); a mixture keeps one per task: "
+        "predict with DIR/TASK")
 
 
 # ---------------------------------------------------------------- killed and resumed

@@ -91,6 +91,7 @@ class Info(_Info):
     extras: Extras = Extras()
     max_length: Optional[int] = pydantic.Field(None, gt=0)
     source: Optional[Source] = None
+    shared: bool = pydantic.Field(False, description="a mixture's task: the model is the mixture's, in `../model`")
 
 
 @dataclass(frozen=True)
@@ -150,9 +151,10 @@ def check_info(directory: Path, info: Info, plan: p.Plan) -> None:
 def model_places(directory: Path, info: Info) -> tuple[str, str, bool]:
     """(model, tokenizer, saved): what `from_pretrained` loads, and whether it is the saved `model/`."""
     if info.source is None:
-        if not (directory / "model").is_dir():
-            raise ArtifactError(f"{directory}: the model folder {directory / 'model'} is missing")
-        return str(directory / "model"), str(directory / "model"), True
+        folder = (directory.parent if info.shared else directory) / "model"  # (a mixture's: its parent's only)
+        if not folder.is_dir():
+            raise ArtifactError(f"{directory}: the model folder {folder} is missing")
+        return str(folder), str(folder), True
     source = info.source
     gone = [where for where in (source.model, source.tokenizer) if Path(where).is_absolute() and not Path(where).is_dir()]
     if gone:
