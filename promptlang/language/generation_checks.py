@@ -48,6 +48,12 @@ def generation_settings(ctx: Context) -> None:
     if ctx.generation and ctx.spec.demonstrations is not None:
         ctx.error("demonstrations show an example with its label's word; this spec generates text",
                   ctx.key("demonstrations"), "remove the `demonstrations` block")
+    elif ctx.spec.demonstrations is not None:
+        ctx.error("demonstrations are not put before a text the model writes", ctx.key("demonstrations"),
+                  "remove the `demonstrations` block, or the `generate` block to score the label words")
+    if getattr(ctx.method, "calibrate", False):
+        ctx.error("calibration divides label probabilities, and a model that writes text has none",
+                  ctx.at("method", "calibrate"), "remove `calibrate true`")
 
 
 def _words_written_at_the_end(ctx: Context) -> None:
