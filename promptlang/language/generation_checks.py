@@ -11,18 +11,13 @@ TEXT_METRICS = (m.Metric.bleu, m.Metric.rouge, m.Metric.exact_match, m.Metric.f1
 LABEL_METRICS = (m.Metric.accuracy, m.Metric.macro_f1, m.Metric.mcc)
 
 
-def writes_text(ctx: Context) -> bool:
-    """Whether the model writes its output: a text-generation spec, or one with a `generate` block."""
-    return ctx.generation or ctx.spec.generate is not None
-
-
 def generation_settings(ctx: Context) -> None:
     """A model and a method that can write text, the metrics of what is written, and the samples drawn."""
     _samples(ctx)
     if not ctx.generation and ctx.spec.evaluate.references:
         ctx.error("`references` are the gold texts of text generation; this spec does not generate text",
                   ctx.key("evaluate", "references"), "remove it")
-    if not writes_text(ctx):
+    if not ctx.spec.writes_text:
         _text_metrics_need_text(ctx)
         return
     if ctx.spec.model.family is m.ModelFamily.masked:

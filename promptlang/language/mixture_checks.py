@@ -58,7 +58,7 @@ def _member(built: Built, analyze: Callable, relative: str, span, diagnostics: D
         what = "a mixture itself" if isinstance(spec, m.Mixture) else "a library of templates"
         diagnostics.error(f"`{relative}` is {what}, not a task", span, "list the specs of single tasks")
         return None
-    if spec.task_kind != "generation" and spec.generate is None:
+    if not spec.writes_text:
         diagnostics.error(f"`{relative}` scores label words, but a mixture trains one model to write every "
                           "task's target", span, "give that spec a `generate` block (its labels written as text)")
         return None

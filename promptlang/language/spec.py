@@ -257,6 +257,11 @@ class Spec(SpecModel):
             return "generation"
         return "classification"
 
+    @property
+    def writes_text(self) -> bool:
+        """Whether the model writes its output (T5's way): text generation, or a `generate` block."""
+        return self.task_kind == "generation" or self.generate is not None
+
 
 class Library(SpecModel):
     """A file of shared definitions, meant to be imported: templates and verbalizers only."""

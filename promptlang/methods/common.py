@@ -85,7 +85,7 @@ def _one_model(graph: Graph, data_seed: int, name: str | None, seed: int | None,
                            **common))
         needs.append(f"calibrate/{tag}")
     batch = method.eval_batch_size
-    writes = spec.task_kind == "generation" or spec.generate is not None
+    writes = spec.writes_text
     passes = costs.written_passes(spec, counts["test"], batch) if writes else \
         costs.passes(pattern, family, counts["test"], batch) * sets
     out.append(p.Stage(id=f"evaluate/{tag}", kind="evaluate", needs=needs, scores=["test"], writes_text=writes,

@@ -138,7 +138,7 @@ def runs_on_line(where: p.RunsOn) -> str:
 
 def _task_line(spec) -> list[str]:
     """What a regression learns, or how a generating model writes (classification needs no line)."""
-    if spec.task_kind == "generation" or spec.generate is not None:
+    if spec.writes_text:
         g = spec.generate or m.Generate()
         how = "greedy decoding" if g.beams == 1 else f"beam search ({g.beams} beams, length penalty {g.length_penalty:g})"
         stop = f", stopping at {', '.join(repr(s) for s in g.stop)}" if g.stop else ""

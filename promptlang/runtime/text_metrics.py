@@ -38,12 +38,24 @@ def bleu(predictions: Sequence[str], references: Sequence[str]) -> dict:
     Raises:
         ValueError: no predictions, or not one reference per prediction.
     """
-    from sacrebleu.metrics import BLEU  # (imported only when BLEU is measured)
-
     _check_pairs(predictions, references, "references")
-    metric = BLEU(tokenize="intl", smooth_method="exp", lowercase=False, force=False, effective_order=False)
+    metric = _t5_bleu()
     result = metric.corpus_score(list(predictions), [list(references)])
     return {"bleu": float(result.score), "bleu_signature": str(metric.get_signature())}
+
+
+def bleu_signature() -> str:
+    """sacrebleu's signature of T5's BLEU settings (what `bleu` reports as `bleu_signature`); sacrebleu gives
+    one only once a corpus is scored, and the settings alone decide it, so a one-line corpus is scored."""
+    metric = _t5_bleu()
+    metric.corpus_score(["a"], [["a"]])
+    return str(metric.get_signature())
+
+
+def _t5_bleu():
+    from sacrebleu.metrics import BLEU  # (imported only when BLEU is measured)
+
+    return BLEU(tokenize="intl", smooth_method="exp", lowercase=False, force=False, effective_order=False)
 
 
 def rouge(predictions: Sequence[str], references: Sequence[str], *, seed: int = 0,

@@ -10,6 +10,8 @@ from promptlang.compiler import plan as p
 from promptlang.language import spec as m
 from promptlang.runtime import text_metrics
 from promptlang.runtime.data import Example
+from promptlang.runtime.metrics import label_metrics
+from promptlang.runtime.regression import regression_metrics
 from promptlang.runtime.pipeline import transform
 
 DEFAULT_METRICS = (m.Metric.exact_match,)
@@ -105,7 +107,7 @@ class Generation:
 
     def signatures(self) -> dict[str, str]:
         """How each metric was computed, where its library says (sacrebleu's signature for BLEU)."""
-        return {"bleu": text_metrics.bleu(["a"], ["a"])["bleu_signature"]} if m.Metric.bleu in self.measured else {}
+        return {"bleu": text_metrics.bleu_signature()} if m.Metric.bleu in self.measured else {}
 
 
 def _metric(metric: m.Metric, written: list[str], gold: list[str]) -> dict[str, float]:
@@ -143,21 +145,11 @@ class TextLabels:
         return [_label_of([list(w) for w in self.words_of], text) for text in written]
 
     def metrics(self, names: list[m.Metric] | None, examples: list[Example], written: list[str]) -> dict:
-        from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
-
         if not examples:
             return {}
         gold = [self.labels.index(e.label) if e.label in self.labels else -1 for e in examples]
-        predicted, out = self.predicted_indices(written), {}
-        for metric in names or (m.Metric.accuracy, m.Metric.macro_f1):
-            if metric is m.Metric.accuracy:
-                out["accuracy"] = float(accuracy_score(gold, predicted))
-            elif metric is m.Metric.macro_f1:
-                out["macro_f1"] = float(f1_score(gold, predicted, labels=list(range(len(self.labels))),
-                                                 average="macro", zero_division=0))
-            elif metric is m.Metric.mcc:
-                out["mcc"] = float(matthews_corrcoef(gold, predicted))
-        return out
+        return label_metrics(list(names or (m.Metric.accuracy, m.Metric.macro_f1)), gold,
+                             self.predicted_indices(written), len(self.labels))
 
     def selection(self, written: list[str], examples: list[Example]) -> float:
         return self.metrics([m.Metric.accuracy], examples, written).get("accuracy", 0.0)
@@ -186,8 +178,6 @@ class TextScores:
         return [text_metrics.score_text(e.score, self.step) if e.score is not None else "" for e in examples]
 
     def metrics(self, names: list[m.Metric] | None, examples: list[Example], written: list[str]) -> dict:
-        from promptlang.runtime.regression import regression_metrics
-
         if not examples:
             return {}
         wanted = [x.value for x in names] if names else ["pearson", "spearman"]
