@@ -15,13 +15,9 @@ import tempfile
 from pathlib import Path
 
 from promptlang import __version__
+from promptlang.commands import COMMANDS
+from promptlang.commands.usage import EXIT_INTERNAL, EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, UsageError  # noqa: F401
 from promptlang.language.diagnostics import Diagnostics, SpecError, render_github, render_json, render_text, summary
-
-EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
-
-
-class UsageError(Exception):
-    """A mistake in how the command was called (exit 2)."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,7 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"promptlang {__version__}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", dest="command")
-    for add in (_add_check, _add_fmt, _add_dump, _add_run, _add_plan, _add_render, _add_predict, _add_schema):
+    for add in (_add_check, _add_fmt, _add_dump, _add_run, _add_plan, _add_render, _add_predict, _add_schema,
+                *COMMANDS):
         add(commands)
     return parser
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,9 +17,11 @@ from promptlang.language.diagnostics import SpecError
 from promptlang.language.overrides import OverrideError
 from promptlang.output.artifact import Results, Row
 from promptlang.output.guard import OutputError, check_target, staging_dir, swap, write_marker
+from promptlang.output.live import open_progress
 from promptlang.runner import Prepared, _session, prepare, read_paths
 from promptlang.runtime import generation
 from promptlang.runtime.placement import Placement, start, stop
+from promptlang.runtime.progress import Progress
 from promptlang.runtime.session import Session
 from promptlang.runtime.task import task_of
 from promptlang.runtime.text_task import target_ids
@@ -145,21 +146,16 @@ def run_mixture(path: Path, out: str | None = None, quiet: bool = False, force: 
     """
     mixture, _, files = load_mixture(path)
     placement = start(device, precision or "fp32")
+    log = open_progress(quiet, speaks=placement.main)
     try:
-        return _run(path, mixture, files, placement, out, quiet, force)
+        return _run(path, mixture, files, placement, out, log, force)
     finally:
+        log.close()
         stop(placement)
 
 
-def _run(path: Path, mixture: m.Mixture, files: dict[str, Path], placement: Placement, out, quiet: bool,
+def _run(path: Path, mixture: m.Mixture, files: dict[str, Path], placement: Placement, out, log: Progress,
          force: bool) -> MixtureResults:
-    log_lines: list[str] = []
-
-    def log(text: str) -> None:
-        log_lines.append(text)
-        if not quiet and placement.main:
-            print(text, file=sys.stderr, flush=True)
-
     started = time.time()
     members = members_of(mixture, files, placement)
     given = Path(out) if out else (path.parent / mixture.evaluate.output if mixture.evaluate.output
@@ -183,7 +179,7 @@ def _run(path: Path, mixture: m.Mixture, files: dict[str, Path], placement: Plac
             _evaluate(member, sessions[member.name], seed, results.tasks[member.name], written[member.name], log,
                       time.time() - seconds)
     if placement.main:
-        _write(path, target, mixture, members, results, written, first, log, log_lines, started)
+        _write(path, target, mixture, members, results, written, first, log, log.lines, started)
     return results
 
 
@@ -260,6 +256,9 @@ def _write(path: Path, target: Path, mixture: m.Mixture, members: list[Member], 
         log(f"done in {time.time() - started:.0f} s")
         (staging / "log.txt").write_text("\n".join(log_lines) + "\n", encoding="utf-8")
         write_marker(staging, path)
+        from promptlang.report import write_into
+
+        write_into(staging, target)  # report.html: each task side by side (if it fails: a warning, not a failure)
         swap(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

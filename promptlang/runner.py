@@ -18,12 +18,14 @@ from promptlang.methods.search import searches
 from promptlang.output.artifact import Keeper, Results, copy_stages, keep_model, write_artifact
 from promptlang.output.found import with_found, write_found
 from promptlang.output.guard import OutputError, check_target, staging_dir, write_marker
+from promptlang.output.live import open_progress
 from promptlang.output.render import runs_on_line
 from promptlang.runtime.data import DataError, read_splits, sample_splits
 from promptlang.runtime.errors import RunError
 from promptlang.runtime.models import ModelError, cache_dir, family_for, load_model, load_tokenizer, locate, will_convert
 from promptlang.runtime.pipeline import TooLong
 from promptlang.runtime.placement import Placement, start, stop
+from promptlang.runtime.progress import Progress, as_progress
 from promptlang.runtime.session import Session
 from promptlang.stages.executor import Executor
 from promptlang.stages.kinds import EXTRAS as STAGE_EXTRAS
@@ -172,22 +174,16 @@ def run(spec_path: Path, out: str | None = None, overrides: list[str] = (), quie
     """
     spec, analysis = load_checked(spec_path, list(overrides))
     placement = start(device, precision or spec.model.precision.value)
+    log = open_progress(quiet, speaks=placement.main)  # one process speaks for all
     try:
-        return _run(spec_path, spec, analysis, placement, out, overrides, quiet, stages, force)
+        return _run(spec_path, spec, analysis, placement, out, overrides, log, stages, force)
     finally:
+        log.close()
         stop(placement)
 
 
-def _run(spec_path: Path, spec: m.Spec, analysis, placement: Placement, out, overrides, quiet, stages,
+def _run(spec_path: Path, spec: m.Spec, analysis, placement: Placement, out, overrides, log: Progress, stages,
          force) -> Results:
-    log_lines: list[str] = []
-    quiet = quiet or not placement.main  # one process speaks for all
-
-    def log(text: str) -> None:
-        log_lines.append(text)
-        if not quiet:
-            print(text, file=sys.stderr, flush=True)
-
     for item in not_yet(spec):  # the features `check` warns about: refused before any work
         diagnostics = Diagnostics(sources=dict(analysis.diagnostics.sources))
         diagnostics.error(item.message, analysis.locations.key(item.path), item.hint)
@@ -222,7 +218,7 @@ def _run(spec_path: Path, spec: m.Spec, analysis, placement: Placement, out, ove
         log(f"done in {time.time() - started:.0f} s")
         write_marker(staging, spec_path)
         write_artifact(staging, target, with_found(prepared.plan, context, keeper.best), prepared.tokenizer, results,
-                       prepared.splits, log_lines)
+                       prepared.splits, log.lines)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return results
@@ -230,14 +226,15 @@ def _run(spec_path: Path, spec: m.Spec, analysis, placement: Placement, out, ove
 
 def _session(prepared: Prepared, directory: Path, log, placement: Placement) -> Session:
     """The spec's model loaded (converted once from GGUF when it is one), in a session with the plan."""
-    spec, plan = prepared.plan.spec, prepared.plan
+    spec, plan, log = prepared.plan.spec, prepared.plan, as_progress(log)
     for name, count in next(iter(prepared.splits.values())).skipped.items():
         log(f"  bad_rows skip: skipped {count} line(s) of {name} that do not parse")
     try:
         if will_convert(spec.model, directory):
             log(f"  converting the GGUF model into {cache_dir() / 'gguf'} (once; a few minutes for a few hundred "
                 "million parameters)")
-        model, family = load_model(spec.model, directory, plan.family)
+        with log.loading(spec.model.package or spec.model.hub or spec.model.path or spec.model.gguf):
+            model, family = load_model(spec.model, directory, plan.family)
     except ModelError as error:
         raise spec_error(prepared.analysis, str(error), error.path, error.hint) from None
     except (OSError, ValueError, ImportError) as error:
@@ -259,6 +256,7 @@ def _execute(executor: Executor, prepared: Prepared, analysis) -> list[Done]:
         finished = len(executor.record)
         kept = (f"the {finished} finished stage(s) are kept in {store.root}: run the same command again "
                 f"to resume" if finished else "no stage had finished yet")
+        executor.run.log.close()  # (the live view off the terminal first)
         print(f"promptlang: interrupted in {executor.current.id}; {kept}", file=sys.stderr, flush=True)
         raise
     except RunError as error:

@@ -15,6 +15,7 @@ def pytest_addoption(parser):
 
 
 def pytest_configure(config):
+    os.environ.setdefault("PROMPTLANG_REPORT", "off")  # only tests that ask (`report_on`) pay for report.html
     device = config.getoption("--device")
     if device:
         os.environ["PROMPTLANG_DEVICE"] = device
@@ -41,6 +42,12 @@ def models():
 def promptlang_cache(tmp_path, monkeypatch):
     """A fresh promptlang cache (tokenized data, the stage store) per test, never the user's."""
     monkeypatch.setenv("PROMPTLANG_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def report_on(monkeypatch):
+    """`promptlang run` writes report.html, as it does for users (the suite leaves it out elsewhere)."""
+    monkeypatch.setenv("PROMPTLANG_REPORT", "on")
 
 
 @pytest.fixture

@@ -197,4 +197,5 @@ def test_run_with_a_bad_override_value_is_a_spec_error_at_the_argument(specs, mo
     assert run(["run", "good.prompt", "--set", "method.eval_batch_size=0"]) == 1
     assert capsys.readouterr().out == (
         "error: `eval_batch_size` must be at least 1, got `0`\n  --> --set:1:24\n  |\n"
-        "1 | method.eval_batch_size=0\n  |                        ^\n")
+        "1 | method.eval_batch_size=0\n  |                        ^\n"
+        "  = help: examples per evaluation batch\n")

@@ -119,6 +119,7 @@ def project(tmp_path_factory) -> Path:
 def ran(project) -> Path:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PROMPTLANG_CACHE", str(project / "cache"))
+        patch.setenv("PROMPTLANG_REPORT", "on")
         assert main(["run", "-q", str(project / "mix.prompt"), "--out", str(project / "out")]) == 0
     return project / "out"
 
@@ -166,7 +167,7 @@ def test_each_task_predicts_with_the_mixtures_model(ran, project, capsys):
     import promptlang
 
     assert sorted(p.name for p in ran.iterdir()) == [".promptlang-output", "copy", "labels", "log.txt", "metrics.json",
-                                                     "mixture.json", "model"]
+                                                     "mixture.json", "model", "report.html"]
     assert sorted(p.name for p in (ran / "copy").iterdir()) == ["plan.json", "predictions.tsv", "predictor.json"]
     for task in ("copy", "labels"):
         last = [r for r in predictions(ran / task / "predictions.tsv") if r["stage"].endswith("/d21")]

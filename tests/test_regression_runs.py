@@ -25,37 +25,6 @@ from promptlang.runtime.ensemble import softmax  # noqa: E402
 from promptlang.stages.logits import read_logits  # noqa: E402
 
 SCORES = {"negative": [0.4, 1.0, 1.6, 2.0], "positive": [3.2, 4.0, 4.4, 5.0]}
-SPEC = """promptlang 1
-
-labels low, high
-
-task regression {{
-  score score
-  range 0, 5
-}}
-
-data {{
-  train "scores.tsv"
-  dev   "scores.tsv"
-  test  "scores.tsv"
-  unlabeled "scores.tsv"
-  text  sentence
-}}
-
-model {{
-  path   "{path}"
-  family {family}
-}}
-
-template t "{{{{ sentence }}}} It was [MASK]."
-
-verbalizer poles {{
-  low  -> "terrible"
-  high -> "great"
-}}
-
-method {method}
-"""
 TRAIN = "{\n  steps 2\n  batch_size 4\n  learning_rate 1e-3\n  seeds 1\n}"
 RUNS = {
     "zero-shot masked": ("masked", "zero_shot {}"),
@@ -76,7 +45,7 @@ def write(folder, model_dirs, family: str, method: str):
     (folder / "scores.tsv").write_text("score\tsentence\n" + "".join(f"{s}\t{t}\n" for s, t in rows),
                                        encoding="utf-8")
     path = folder / "spec.prompt"
-    path.write_text(SPEC.format(path=model_dirs[family], family=family, method=method), encoding="utf-8")
+    path.write_text(tinymodels.regression_spec(model_dirs[family], family, method, ("train", "dev", "test", "unlabeled")), encoding="utf-8")
     return path
 
 

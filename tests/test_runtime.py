@@ -286,10 +286,10 @@ def test_the_same_seed_gives_the_same_predictions(name, tmp_path, model_dirs):
 
 # what an untrained run writes (no `model/`: its weights are the pretrained ones, recorded in predictor.json)
 ARTIFACT = [".promptlang-output", "log.txt", "metrics.json", "plan.json", "predictions.tsv", "predictor.json",
-            "spec.json", "stages", "verbalizer.json"]
+            "report.html", "spec.json", "stages", "verbalizer.json"]
 
 
-def test_run_writes_the_artifact_directory(tmp_path, model_dirs):
+def test_run_writes_the_artifact_directory(tmp_path, model_dirs, report_on):
     path = write_spec(tmp_path, model_dirs, "masked", words=MULTI, method="zero_shot {\n  calibrate true\n}")
     out = tmp_path / "results" / "zero"
     results = run(path, str(out), quiet=True)
@@ -329,7 +329,7 @@ def test_run_writes_the_artifact_directory(tmp_path, model_dirs):
                                    "directory": str(tmp_path.resolve()), "model": folder, "tokenizer": folder}
 
 
-def test_a_second_run_replaces_the_directory_in_one_step(tmp_path, model_dirs):
+def test_a_second_run_replaces_the_directory_in_one_step(tmp_path, model_dirs, report_on):
     path = write_spec(tmp_path, model_dirs, "causal", words=SINGLE)
     out = tmp_path / "results" / "run"
     run(path, str(out), quiet=True)

@@ -239,3 +239,40 @@ def spec_of(text: str, where: str = "spec.prompt"):
     built = build(nodes, source)
     assert built.spec is not None and not built.diagnostics.errors, built.diagnostics
     return built.spec
+
+
+REGRESSION = """promptlang 1
+
+labels low, high
+
+task regression {{
+  score score
+  range 0, 5
+}}
+
+data {{
+{splits}
+  text  sentence
+}}
+
+model {{
+  path   "{path}"
+  family {family}
+}}
+
+template t "{{{{ sentence }}}} It was [MASK]."
+
+verbalizer poles {{
+  low  -> "terrible"
+  high -> "great"
+}}
+
+method {method}
+"""
+
+
+def regression_spec(path, family: str = "masked", method: str = "zero_shot {}",
+                    splits: tuple[str, ...] = ("train", "test")) -> str:
+    """A regression spec (LM-BFF's poles "terrible" / "great") reading `scores.tsv` (score, sentence)."""
+    lines = "\n".join(f'  {name:<5} "scores.tsv"' for name in splits)
+    return REGRESSION.format(splits=lines, path=path, family=family, method=method)

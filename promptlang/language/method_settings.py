@@ -11,6 +11,8 @@ from promptlang.language.choices import (MAX_BATCH, MAX_EXAMPLES, Decoding, Mode
 
 
 class Loss(SpecModel):
+    """The training loss: the weight of each of its terms (`loss ce 0.9, mlm 0.1`)."""
+
     ce: float = Field(1.0, ge=0, le=1000, description="weight of the cross-entropy over label scores")
     mlm: float = Field(0.0, ge=0, le=1000, description="weight of PET's auxiliary masked-LM loss")
     multi_token: Optional[MultiTokenLoss] = Field(
@@ -50,6 +52,8 @@ class Distill(Training):
 
 
 class IpetSettings(SpecModel):
+    """iPET: each generation's models label unlabelled examples that grow the next generation's training set."""
+
     generations: int = Field(3, ge=1, le=20, description="iPET generations")
     scale_factor: float = Field(5.0, gt=1, le=100, description="training set growth per generation")
     logits_percentage: float = Field(0.25, gt=0, le=1, description="share of other models whose ensemble labels")
@@ -97,8 +101,8 @@ class PromptMethod(SpecModel):
 class ZeroShot(PromptMethod):
     kind: Literal["zero_shot"] = "zero_shot"
     calibrate: StrictBool = Field(False, description="divide out the content-free prediction (Calibrate before use)")
-    eval_batch_size: int = Field(32, ge=1, le=MAX_BATCH)
-    max_length: int = Field(256, ge=8, le=32768)
+    eval_batch_size: int = Field(32, ge=1, le=MAX_BATCH, description="examples per evaluation batch")
+    max_length: int = Field(256, ge=8, le=32768, description="tokens per input")
     decoding: Decoding = Field(Decoding.greedy, description="multi-token mask filling")
 
 
@@ -112,16 +116,18 @@ class Finetune(Training):
 
 class PromptFinetune(PromptMethod, Training):
     kind: Literal["prompt_finetune"] = "prompt_finetune"
-    loss: Loss = Field(default_factory=Loss)
-    decoding: Decoding = Decoding.greedy
-    label_word_search: Optional[LabelWordSearch] = None
-    template_search: Optional[TemplateSearch] = None
+    loss: Loss = Field(default_factory=Loss, description="the loss's terms and their weights: `loss ce 0.9, mlm 0.1`")
+    decoding: Decoding = Field(Decoding.greedy, description="multi-token mask filling")
+    label_word_search: Optional[LabelWordSearch] = Field(None, description="LM-BFF's automatic search for label "
+                                                         "words, ranked on dev")
+    template_search: Optional[TemplateSearch] = Field(None, description="LM-BFF's automatic search for templates, "
+                                                      "ranked on dev")
 
 
 class Pet(PromptMethod, Training):
     kind: Literal["pet"] = "pet"
-    loss: Loss = Field(default_factory=Loss)
-    decoding: Decoding = Decoding.greedy
+    loss: Loss = Field(default_factory=Loss, description="the loss's terms and their weights: `loss ce 0.9, mlm 0.1`")
+    decoding: Decoding = Field(Decoding.greedy, description="multi-token mask filling")
     select_model: ModelSelection = Field(ModelSelection.last, description="the state kept: the last (PET's fixed "
                                          "number of steps), or the best on dev data")
     ensemble: Reduction = Field(Reduction.weighted, description="mean, or weighted by accuracy before training")
@@ -130,7 +136,8 @@ class Pet(PromptMethod, Training):
 
 class IPet(Pet):
     kind: Literal["ipet"] = "ipet"
-    ipet: IpetSettings = Field(default_factory=IpetSettings)
+    ipet: IpetSettings = Field(default_factory=IpetSettings, description="iPET's generations and how each "
+                               "one's training set grows")
 
 
 Method = Annotated[

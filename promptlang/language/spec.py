@@ -234,8 +234,9 @@ class Spec(SpecModel):
     demonstrations: Optional[Demonstrations] = None
     generate: Optional[Generate] = Field(None, description="decoding settings: the model writes its output text "
                                          "(a label's word, a score, or a text to generate)")
-    method: Method
-    evaluate: Evaluation = Field(default_factory=Evaluation)
+    method: Method = Field(description="the training method, named by the block: `method pet { ... }`")
+    evaluate: Evaluation = Field(default_factory=Evaluation, description="what is measured on test, and where "
+                                 "the results go")
 
     @property
     def patterns(self) -> list[str]:

@@ -198,6 +198,9 @@ def write_artifact(staging: Path, target: Path, plan, tokenizer, results: Result
         indent=2), encoding="utf-8")
     _write_predictions(staging / "predictions.tsv", plan.spec, task, results.outcomes)
     (staging / "log.txt").write_text("\n".join(log_lines) + "\n", encoding="utf-8")
+    from promptlang.report import write_into
+
+    write_into(staging, target)  # report.html, read from the finished folder (if it fails: a warning, not a failure)
     swap(staging, target)
 
 

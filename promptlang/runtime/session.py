@@ -4,7 +4,6 @@ label probabilities, and contextual calibration (every stage that scores uses th
 from __future__ import annotations
 
 import random
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -19,6 +18,7 @@ from promptlang.runtime.data import Example
 from promptlang.runtime.ensemble import softmax
 from promptlang.runtime.pipeline import Encoded, encode_cached
 from promptlang.runtime.placement import Placement
+from promptlang.runtime.progress import as_progress
 from promptlang.runtime.task import Task, task_of
 
 
@@ -37,6 +37,7 @@ class Session:
     directory: Path = Path(".")  # the spec's folder: what its settings' relative paths start from
 
     def __post_init__(self) -> None:
+        self.log = as_progress(self.log)  # (a plain callable, in tests, is wrapped)
         if self.model is not None:  # (a session may only encode)
             self.model.to(self.placement.device)
 
@@ -125,15 +126,13 @@ def scored_rows(session: Session, count: int, lengths: list[int], batch_size: in
     batches = length_batches(lengths, batch_size)
     mine = session.placement.mine(list(range(len(batches))))
     done: dict[int, np.ndarray] = {}
-    started = time.time()
+    bar = session.log.bar(len(mine), "scored", f" batches of {what}", lines=5, least=10)
     for number, index in enumerate(mine, 1):
         rows = batches[index]
         with torch.no_grad():
             values = score(rows).float().cpu().numpy()
         done.update(zip(rows, values))
-        if len(mine) >= 10 and (number % max(1, len(mine) // 5) == 0 or number == len(mine)):
-            left = (time.time() - started) / number * (len(mine) - number)
-            session.log(f"    scored {number}/{len(mine)} batches of {what}  eta {left:.0f} s")
+        bar.update(number)
     done = session.placement.gather_rows(done)
     return np.stack([done[i] for i in range(count)]) if count else np.zeros((0, 0), dtype=np.float32)
 

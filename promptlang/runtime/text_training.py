@@ -4,7 +4,6 @@ with the spec's `generate { ... }` decoding."""
 
 from __future__ import annotations
 
-import time
 
 from promptlang.compiler import plan as p
 from promptlang.language import spec as m
@@ -54,7 +53,8 @@ def write(session: Session, pattern: p.Pattern, examples: list[Example], batch_s
     order = sorted(range(len(inputs)), key=lambda i: (-len(inputs[i]), i))
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     mine = session.placement.mine(list(range(len(batches))))
-    decoding, done, started = decoding_of(session.spec), {}, time.time()
+    decoding, done = decoding_of(session.spec), {}
+    bar = session.log.bar(len(mine), "wrote", " batches", lines=WRITE_BATCHES)
     session.model.eval()
     for number, index in enumerate(mine, 1):
         rows = batches[index]
@@ -62,9 +62,7 @@ def write(session: Session, pattern: p.Pattern, examples: list[Example], batch_s
             texts = generation.generate(session.model, session.tokenizer, session.family, [inputs[r] for r in rows],
                                         decoding, len(rows), session.plan.tokenizer.pad_id)
         done.update(zip(rows, texts))
-        if number % max(1, len(mine) // WRITE_BATCHES) == 0 or number == len(mine):
-            left = (time.time() - started) / number * (len(mine) - number)
-            session.log(f"    wrote {number}/{len(mine)} batches  eta {left:.0f} s")
+        bar.update(number)
     done = session.placement.gather_rows(done)
     return [done[i] for i in range(len(examples))]
 

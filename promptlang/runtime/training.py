@@ -15,6 +15,7 @@ from promptlang.language import spec as m
 from promptlang.methods import method_of
 from promptlang.runtime.errors import RunError
 from promptlang.runtime.placement import Placement
+from promptlang.runtime.progress import as_progress
 
 
 @dataclass
@@ -252,11 +253,13 @@ def diverged(loss: float, step: int, steps: int, settings: m.Training, where: tu
 
 
 def progress(log: Callable[[str], None]) -> Callable[[int, int, float], None]:
-    """A `fit` progress callback: about ten lines with the step, the loss and the time left."""
-    started = time.time()
+    """A `fit` progress callback: a bar over the optimizer steps with the loss (about ten plain lines
+    with the step, the loss and the time left)."""
+    started, bars = time.time(), []
 
     def report(step: int, steps: int, loss: float) -> None:
-        if step == steps or step % max(1, steps // 10) == 0:
-            left = (time.time() - started) / step * (steps - step)
-            log(f"    step {step}/{steps}  loss {loss:.4f}  eta {left:.0f} s")
+        if not bars:
+            bars.append(as_progress(log).bar(steps, "step"))
+            bars[0].started = started
+        bars[0].update(step, loss)
     return report

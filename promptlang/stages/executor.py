@@ -54,6 +54,7 @@ class Executor:
     def execute(self, stages: list[p.Stage]) -> list[Done]:
         """Every stage, in the plan's order (each after the stages it needs)."""
         at = 0
+        self.run.log.stages([s.id for s in stages])
         while at < len(stages):
             group = self._spread_group(stages, at)
             if len(group) > 1:
@@ -98,6 +99,7 @@ class Executor:
                     self._one(stage, number)
             else:
                 self.run.log(f"  {number} {stage.id}: in process {owner}")
+                self.run.log.stage(stage.id, "elsewhere")
         placement.barrier()
         for stage in group:
             key = self.key(stage)
@@ -119,6 +121,7 @@ class Executor:
             self.run.log(f"  {number} {stage.id}: finished earlier, reused")
         else:
             self.run.log(f"  {number} {stage.id} ...")
+            self.run.log.stage(stage.id, "running")
             began = time.time()
             kind = KINDS[stage.kind]
             with self._writing(stage.id, key) as out:
@@ -129,6 +132,7 @@ class Executor:
                 result.update(stage=stage.id, key=key, seconds=round(time.time() - began, 3))
                 (out / RESULT).write_text(json.dumps(result, indent=2), encoding="utf-8")
             placement.barrier()  # the first process has renamed the stage into place
+        self.run.log.stage(stage.id, "reused" if reused else "done")
         return Done(stage, key, store.directory(stage.id, key), store.result(stage.id, key), reused)
 
     @contextmanager

@@ -15,6 +15,7 @@ from promptlang.compiler import plan as p
 from promptlang.language import spec as m
 from promptlang.runtime.data import Splits
 from promptlang.runtime.pipeline import ENCODING_VERSION
+from promptlang.runtime.progress import as_progress
 from promptlang.runtime.session import Session
 from promptlang.stages.logits import read_logits, read_texts
 from promptlang.stages.store import Store, key_of
@@ -61,6 +62,9 @@ class Run:
     loaded: str | None = None  # the stage whose trained weights the session's model holds now
     recompute: Callable[[p.Stage], Done] | None = None  # runs a finished stage again (the executor's)
     fingerprints: dict[tuple, str] = field(default_factory=dict, repr=False)  # hashed once per run
+
+    def __post_init__(self) -> None:
+        self.log = as_progress(self.log)  # (a plain callable, in tests, is wrapped)
 
     @property
     def spec(self) -> m.Spec:

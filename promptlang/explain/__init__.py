@@ -1,0 +1,1 @@
+"""`promptlang explain`: what a model predicts at a pattern's mask, and why, for a few examples."""

@@ -1,0 +1,1 @@
+"""The language server (`promptlang lsp`): diagnostics, hover, completion and formatting for editors."""
