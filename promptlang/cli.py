@@ -16,7 +16,8 @@ from pathlib import Path
 
 from promptlang import __version__
 from promptlang.commands import COMMANDS
-from promptlang.commands.usage import EXIT_INTERNAL, EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, UsageError  # noqa: F401
+from promptlang.commands.usage import (DISK_FULL, EXIT_INTERNAL, EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE,  # noqa: F401
+                                       UsageError, disk_full)
 from promptlang.language.diagnostics import Diagnostics, SpecError, render_github, render_json, render_text, summary
 
 
@@ -40,7 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         sys.stderr.close()
         return EXIT_OK
-    except Exception as error:  # a bug in promptlang, not in the spec: say so, briefly
+    except Exception as error:  # a bug in promptlang, not in the spec: say so, briefly (but a full disk is no bug)
+        if disk_full(error):
+            print(f"promptlang: error: {DISK_FULL}", file=sys.stderr)
+            return EXIT_PROBLEMS
         print(f"promptlang: internal error: {type(error).__name__}: {error}\n"
               "This is a bug in promptlang; please report it with the spec that caused it.", file=sys.stderr)
         return EXIT_INTERNAL

@@ -199,3 +199,20 @@ def test_run_with_a_bad_override_value_is_a_spec_error_at_the_argument(specs, mo
         "error: `eval_batch_size` must be at least 1, got `0`\n  --> --set:1:24\n  |\n"
         "1 | method.eval_batch_size=0\n  |                        ^\n"
         "  = help: examples per evaluation batch\n")
+
+
+@pytest.mark.parametrize("error", [OSError(28, "No space left on device"),
+                                   RuntimeError("Error while serializing: I/O error: No space left on device "
+                                                "(os error 28)")])  # (safetensors' own error wraps the OSError)
+def test_a_full_disk_is_said_plainly_not_called_a_bug(error, specs, monkeypatch, capsys):
+    import promptlang.cli as cli
+
+    def fails(args):
+        raise error
+    monkeypatch.setattr(cli, "_check", fails)
+    monkeypatch.chdir(specs)
+    assert main(["check", "good.prompt"]) == 1
+    assert capsys.readouterr().err == (
+        "promptlang: error: no space left on the device while writing; free some space (finished stages are kept "
+        "in the stage store, `--stages DIR` or $PROMPTLANG_CACHE/stages, and reused) and run the same command "
+        "again\n")
