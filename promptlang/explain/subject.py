@@ -157,7 +157,7 @@ def _run_sets(predictor) -> tuple[demos.Sets, list[list[float]] | None]:
     """The demonstration sets and calibrations that `Predictor.probabilities` scores with."""
     extras = predictor.info.extras
     if extras.similar is not None:
-        return predictor._similar_sets(extras.similar), extras.similar.calibrations
+        return predictor.similar_sets(extras.similar), extras.similar.calibrations
     sets = extras.sets or [extras]
     calibrations = [one.calibration for one in sets] if all(one.calibration for one in sets) else None
     return [one.demos for one in sets if one.demos], calibrations

@@ -307,14 +307,14 @@ class Predictor:
         pattern = session.plan.patterns[self.info.pattern]
         if self.info.extras.similar is not None:
             near = self.info.extras.similar
-            return set_probabilities(session, pattern, examples, method.max_length, self._similar_sets(near),
+            return set_probabilities(session, pattern, examples, method.max_length, self.similar_sets(near),
                                      method.eval_batch_size, self.soft, near.calibrations)
         sets = self.info.extras.sets or [self.info.extras]
         calibrations = [one.calibration for one in sets] if all(one.calibration for one in sets) else None
         return set_probabilities(session, pattern, examples, method.max_length, [one.demos for one in sets if one.demos],
                                  method.eval_batch_size, self.soft, calibrations)
 
-    def _similar_sets(self, near: Similar) -> SimilarSets:
+    def similar_sets(self, near: Similar) -> SimilarSets:
         """The `select similar` sets for new inputs: the candidates embedded again with the run's encoder."""
         pool = DemoPool(near.pool, near.by_label, near.per_label)
         columns = self.session.spec.data.text
