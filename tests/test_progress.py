@@ -172,3 +172,16 @@ def test_a_run_shows_headlines_and_its_log_keeps_every_line_with_no_third_party_
     assert "  [1/2] train/d13/t/s42 ..." in log and "  [2/2] evaluate/d13/t/s42 ..." in log
     assert "  [1/2] train/d13/t/s42 ..." in shown and "Loading weights" not in shown and "it/s]" not in shown
     assert ("    step 1/4  loss" in shown) == (mode == "plain")  # live: the bar shows the steps instead
+
+
+def test_the_gguf_reader_draws_no_bar_while_promptlang_converts():
+    pytest.importorskip("transformers")
+    from transformers import modeling_gguf_pytorch_utils as reader
+
+    from promptlang.runtime.gguf import quiet_conversion
+
+    drawn = reader.tqdm
+    with quiet_conversion():
+        tensors = ["a", "b"]
+        assert reader.tqdm(tensors, desc="Converting and de-quantizing GGUF tensors...") is tensors
+    assert reader.tqdm is drawn

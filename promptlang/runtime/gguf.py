@@ -12,7 +12,9 @@ import os
 import shutil
 import struct
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from promptlang.runtime.model_base import CAUSAL, MASKED, MASKED_TYPES, SEQ2SEQ, ModelError, cache_dir
 
@@ -41,6 +43,20 @@ def _staged(target: Path, write) -> Path:
     return target
 
 
+@contextmanager
+def quiet_conversion() -> Iterator[None]:
+    """No bar from transformers' GGUF reader while it converts: it draws tqdm itself, past transformers' own
+    switch for progress bars (the run's display says that the model is converting)."""
+    from transformers import modeling_gguf_pytorch_utils as reader
+
+    drawn = reader.tqdm
+    reader.tqdm = lambda iterable, *args, **kwargs: iterable
+    try:
+        yield
+    finally:
+        reader.tqdm = drawn
+
+
 def convert_gguf(path: Path, known_hash: str | None = None) -> Path:
     """A safetensors copy of a GGUF model (and its tokenizer), made once and cached.
 
@@ -57,7 +73,8 @@ def convert_gguf(path: Path, known_hash: str | None = None) -> Path:
     converted = cache_dir() / "gguf-tokenizer" / target.name  # what `plan` already converted, if it ran
     tokenizer = AutoTokenizer.from_pretrained(str(converted)) if (converted / "tokenizer_config.json").is_file() \
         else _gguf_tokenizer(path)
-    loaded = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
+    with quiet_conversion():
+        loaded = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
     config = loaded.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config
