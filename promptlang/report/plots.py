@@ -47,7 +47,7 @@ def grouped_bars(axes, names: list[str], series: dict[str, list[Cell | None]], y
         kept = [c for c in cells if c is not None]
         bars = axes.bar(xs, [c.mean * 100 for c in kept], width * 0.95, yerr=[c.std * 100 for c in kept],
                         capsize=3, label=label, error_kw={"elinewidth": 1})
-        if len(names) * count <= 12:
+        if len(names) * count <= 8:  # (more bars than that and the values overlap: the table has them)
             axes.bar_label(bars, fmt="%.1f", fontsize=8, padding=2)
     axes.set_xlim(-0.7, len(names) - 0.3)
     axes.set_xticks(range(len(names)), names, rotation=30 if len(names) > 4 else 0,
