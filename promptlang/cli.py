@@ -17,7 +17,7 @@ from pathlib import Path
 from promptlang import __version__
 from promptlang.commands import COMMANDS
 from promptlang.commands.usage import (DISK_FULL, EXIT_INTERNAL, EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE,  # noqa: F401
-                                       UsageError, disk_full)
+                                       UsageError, disk_full, input_rows, quiet_transformers)
 from promptlang.language.diagnostics import Diagnostics, SpecError, render_github, render_json, render_text, summary
 
 
@@ -283,7 +283,7 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError(f"not a spec file: {args.path}")
     first = launched_world()[0] == 0
     if args.quiet or not first:
-        _quiet_transformers()
+        quiet_transformers()
     try:
         results = run_from_command_line(args) or run(Path(args.path), args.out, args.overrides, args.quiet,
                                                      args.stages, args.force, args.device, args.precision)
@@ -301,19 +301,12 @@ def _prepared(args: argparse.Namespace):
 
     if not Path(args.path).is_file():
         raise UsageError(f"not a spec file: {args.path}")
-    _quiet_transformers()
+    quiet_transformers()
     try:
         where = planned(getattr(args, "device", None), getattr(args, "precision", None))
         return prepare(Path(args.path), args.overrides, where=where)
     except (OverrideError, PlacementError) as error:
         raise UsageError(str(error)) from None
-
-
-def _quiet_transformers() -> None:
-    from transformers.utils import logging
-
-    logging.disable_progress_bar()
-    logging.set_verbosity_error()
 
 
 def _plan(args: argparse.Namespace) -> int:
@@ -353,12 +346,12 @@ def _predict(args: argparse.Namespace) -> int:
         raise UsageError(f"cannot read {source}: it is a symbolic link to nothing (or to itself)")
     if not source.is_file() or fmt is None:
         raise UsageError(f"cannot read {source}: give a .tsv, .csv or .jsonl file")
-    _quiet_transformers()
+    quiet_transformers()
     try:
         predictor = load(artifact, device=args.device, precision=args.precision)
     except (ArtifactError, PlacementError) as error:
         raise UsageError(str(error)) from None
-    rows = _input_rows(source, fmt)
+    rows = input_rows(source, fmt)
     columns = predictor.session.spec.data.text
     missing = [c for c in columns if rows and c not in rows[0]]
     if missing:
@@ -372,16 +365,6 @@ def _predict(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text)
     return EXIT_OK
-
-
-def _input_rows(source: Path, fmt: str) -> list[dict]:
-    """The rows of `predict --input`, or a usage error saying why they cannot be read."""
-    from promptlang.language.datafiles import DataFileError, read_rows
-
-    try:
-        return read_rows(source, fmt, str(source))
-    except DataFileError as error:
-        raise UsageError(str(error) + (f"; {error.hint}" if error.hint else "")) from None
 
 
 def _schema(args: argparse.Namespace) -> int:

@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from promptlang.commands.usage import EXIT_OK, UsageError
+from promptlang.commands.usage import EXIT_OK, UsageError, input_rows, quiet_transformers
 
 
 def add(commands) -> None:
@@ -43,7 +43,6 @@ def run(args: argparse.Namespace) -> int:
     """Explain the examples; print text or JSON. Exit 0, or a usage error (2)."""
     path = Path(args.path)
     _check_arguments(args, path)
-    from transformers.utils import logging
 
     from promptlang.explain.compute import explain
     from promptlang.explain.subject import ExplainError
@@ -51,8 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from promptlang.language.overrides import OverrideError
     from promptlang.runtime.placement import PlacementError, stop
 
-    logging.disable_progress_bar()  # (as `predict` runs: no third-party bars or warnings)
-    logging.set_verbosity_error()
+    quiet_transformers()  # (as `predict` runs: no third-party bars or warnings)
     subject = None
     try:
         subject = _subject(args, path)
@@ -104,14 +102,11 @@ def _examples(args: argparse.Namespace, subject) -> tuple[list, str]:
     """The examples to explain and where they came from: `--input`'s rows, else the split's first N."""
     if args.input is None:
         return subject.examples(args.split, args.examples), args.split
-    from promptlang.language.datafiles import EXTENSIONS, DataFileError, read_rows
+    from promptlang.language.datafiles import EXTENSIONS
     from promptlang.runtime.data import Example, label_map
 
     source = Path(args.input)
-    try:  # as `predict --input` reads its rows
-        rows = read_rows(source, EXTENSIONS[source.suffix.lower()], str(source))
-    except DataFileError as error:
-        raise UsageError(str(error) + (f"; {error.hint}" if error.hint else "")) from None
+    rows = input_rows(source, EXTENSIONS[source.suffix.lower()])  # as `predict --input` reads them
     spec = subject.session.spec
     missing = [c for c in spec.data.text if rows and c not in rows[0]]
     if missing:
